@@ -1,0 +1,62 @@
+"""The `soar` command line. `run.sh` sets up the environment and calls it.
+
+    soar config RECIPE [key.sub=value ...]   print the resolved, validated config
+    soar run RECIPE [key.sub=value ...]      run a recipe
+
+Heavy libraries are imported inside the commands that need them, so `--help` and config
+validation are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from soar_orl.config import ConfigError, dump_config, load_config
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/quickstart.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.recipe, args.overrides)
+    print(dump_config(cfg), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.recipe, args.overrides)
+    print(
+        f"recipe {args.recipe} is valid (meta.mode={cfg.meta.mode}), but the SOAR outer loop is "
+        "not implemented yet (issue 5); `soar config` shows the resolved config.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soar", description="SOAR on OpenRLHF")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in [
+        ("config", cmd_config, "print the resolved, validated config of a recipe"),
+        ("run", cmd_run, "run a recipe"),
+    ]:
+        sub = commands.add_parser(name, help=help_text)
+        _add_recipe_args(sub)
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""The recipe schema: one typed, validated config per run.
+
+A recipe is a YAML file whose top-level sections match `SoarConfig` below. Loading it:
+
+    cfg = load_config("recipes/quickstart.yaml", ["meta.g=4", "run.seed=3"])
+
+1. the YAML is read; a `base: other.yaml` key (relative to the recipe) is loaded first and the
+   recipe is deep-merged over it, so CPU-sized recipes state only what they change;
+2. `key.sub=value` overrides are applied (values are parsed as YAML: `3`, `0.5`, `true`, `[1,2]`);
+3. the result is validated: unknown keys, wrong types, out-of-range values and impossible
+   combinations fail with one `ConfigError` listing every problem by its dotted key.
+
+Defaults are the paper's values for Llama-3.2-3B-Instruct (../shared/SOAR.md). This module imports
+no torch/vllm/ray so that `soar config` and validation are instant.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A recipe that cannot run; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors (a typo must not silently fall back to a default), and defaults
+    # are validated too so that a wrong default cannot hide.
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class RunConfig(_Section):
+    name: str = Field("soar", min_length=1)
+    """Run name; the run directory is `output_dir/name`."""
+    output_dir: str = "runs"
+    """Parent folder of run directories (relative paths are relative to the working directory)."""
+    seed: int = Field(0, ge=0)
+    """Seeds Python, NumPy, torch, vLLM sampling and data splits; the same seed replays a run."""
+    resume: bool = False
+    """Continue from the last checkpoint in the run directory instead of refusing to overwrite it."""
+    overwrite: bool = False
+    """Delete an existing run directory of the same name before starting."""
+
+
+class ModelConfig(_Section):
+    teacher: str = "meta-llama/Llama-3.2-3B-Instruct"
+    """Teacher initial weights: a local Hugging Face folder or a hub name."""
+    student: str = "meta-llama/Llama-3.2-3B-Instruct"
+    """Student (baseline) initial weights; the paper starts both roles from the same model."""
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    """Training and generation precision. CPU tests use float32 so vLLM matches HF bit for bit."""
+    max_model_len: int = Field(2048, ge=64)
+    """vLLM context length (prompt + generation) for both roles."""
+
+
+class DataConfig(_Section):
+    task: Literal["math", "arith"] = "math"
+    """Problem world: `math` (MATH/HARP/OlympiadBench, Math-Verify) or `arith` (embedded default)."""
+    hard_train: str = "data/math_hard/train.jsonl"
+    """The fail@k hard train split (Q_R is sampled from it), made by `soar filter`."""
+    hard_test: str = "data/math_hard/test.jsonl"
+    """The fail@k hard test split, used only for final evaluation."""
+    ood_test: list[str] = Field(default_factory=list)
+    """Extra test sets for transfer evaluation (e.g. OlympiadBench's hard split)."""
+    full_train: str | None = None
+    """The full real training set; needed by `meta.mode=oracle` only."""
+    q_r_size: int = Field(64, ge=1)
+    """|Q_R|: hard train questions scored greedily after each inner run, resampled each step."""
+
+
+class TeacherConfig(_Section):
+    instruction: str | None = None
+    """Instruction prompt override; `null` uses the task's paper-style prompt."""
+    temperature: float = Field(1.0, gt=0.0)
+    """Sampling temperature of teacher outputs."""
+    max_new_tokens: int = Field(512, ge=8)
+    """Longest teacher output; longer ones are rejected as over-long."""
+    max_sampling_rounds: int = Field(8, ge=1)
+    """Rejection sampling gives up after this many rounds of g*n samples without g*n valid pairs."""
+    lr: float = Field(1e-5, gt=0.0)
+    """Teacher learning rate (AdamW, cosine decay)."""
+    kl_coef: float = Field(1e-3, ge=0.0)
+    """KL penalty towards the initial teacher."""
+    train_micro_batch_size: int = Field(8, ge=1)
+    """Per-device micro batch for the teacher's policy update."""
+    openrlhf_args: dict[str, Any] = Field(default_factory=dict)
+    """Extra OpenRLHF flags for the teacher trainer, dotted as on its CLI
+    (e.g. `{"algo.kl_estimator": "k3"}`); they override what soar-orl derives."""
+
+
+class RewardLevels(_Section):
+    """Shaped student reward (paper): boxed and correct > boxed but unverifiable > boxed and wrong
+    > no boxed answer."""
+
+    correct: float = 1.0
+    """Boxed answer that verifies against the label."""
+    unverified: float = 0.2
+    """Boxed answer the verifier could not parse or timed out on."""
+    wrong: float = 0.1
+    """Boxed answer that verifies as different from the label (small: the format is still right)."""
+    no_answer: float = 0.0
+    """No boxed answer at all."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RewardLevels:
+        if not (self.correct > self.unverified > self.wrong > self.no_answer):
+            raise ValueError(
+                "student.reward levels must satisfy correct > unverified > wrong > no_answer, got "
+                f"{self.correct} > {self.unverified} > {self.wrong} > {self.no_answer}"
+            )
+        return self
+
+
+class StudentConfig(_Section):
+    inner_steps: int = Field(10, ge=1)
+    """RLOO steps of each inner run on a teacher dataset X_k."""
+    extra_steps_after_promotion: int = Field(5, ge=0)
+    """Inner steps added to later inner runs once a promotion has happened."""
+    batch_prompts: int = Field(8, ge=1)
+    """Prompts per inner RLOO step."""
+    group_size: int = Field(32, ge=2)
+    """Samples per prompt (RLOO's group, at least 2 for a leave-one-out baseline)."""
+    lr: float = Field(1e-5, gt=0.0)
+    """Student learning rate (AdamW, cosine decay over the inner run)."""
+    kl_coef: float = Field(1e-3, ge=0.0)
+    """KL penalty towards the baseline student."""
+    temperature: float = Field(1.0, gt=0.0)
+    """Rollout temperature; evaluation on Q_R is greedy."""
+    max_new_tokens: int = Field(1024, ge=8)
+    """Longest student response."""
+    train_micro_batch_size: int = Field(16, ge=1)
+    """Micro batch of the student's policy update."""
+    reward: RewardLevels = Field(default_factory=RewardLevels)
+    """Shaped reward levels for student answers."""
+
+
+MetaMode = Literal["grounded", "intrinsic", "base_teacher", "hard_only", "oracle"]
+
+
+class MetaConfig(_Section):
+    mode: MetaMode = "grounded"
+    """grounded: teacher rewarded by student gain on Q_R (SOAR). intrinsic: by learnability p(1-p)
+    on its own questions. base_teacher: frozen teacher. hard_only / oracle: no teacher; vanilla
+    OpenRLHF RLVR of the student on the hard train split / the full real training set."""
+    g: int = Field(4, ge=1)
+    """Datasets per outer step (the teacher's RLOO group)."""
+    n: int = Field(64, ge=1)
+    """Questions per dataset."""
+    r: int = Field(4, ge=1)
+    """Independent student runs per dataset; the reward averages them."""
+    tau: float = 0.01
+    """Promotion threshold on the moving average of the teacher reward."""
+    window: int = Field(3, ge=1)
+    """Moving-average window (outer steps)."""
+    outer_steps: int = Field(200, ge=1)
+    """Outer steps (teacher updates) of the run."""
+    rlvr_steps: int = Field(200, ge=1)
+    """Student RLOO steps of the hard_only / oracle baselines."""
+    async_: bool = Field(True, alias="async")
+    """Pipeline the pools: the teacher samples step t+1 while students train on step t (one step of
+    policy lag). false: strict on-policy order."""
+    intrinsic_samples: int = Field(8, ge=2)
+    """Student samples per teacher question to estimate p for the intrinsic reward."""
+    checkpoint_every: int = Field(10, ge=1)
+    """Outer steps between checkpoints of teacher, baseline student and loop state."""
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.mode in ("grounded", "intrinsic", "base_teacher")
+
+    @property
+    def trains_teacher(self) -> bool:
+        return self.mode in ("grounded", "intrinsic")
+
+
+class PoolsConfig(_Section):
+    num_nodes: int = Field(4, ge=1)
+    """Nodes in the Ray cluster."""
+    gpus_per_node: int = Field(8, ge=1)
+    """GPUs per node (declared, virtual GPUs on the CPU backend)."""
+    teacher_gpus: int = Field(8, ge=0)
+    """GPUs of the teacher pool: OpenRLHF actor and its vLLM engines, colocated."""
+    teacher_vllm_engines: int = Field(8, ge=1)
+    """vLLM engines of the teacher (one per GPU of the pool when colocated)."""
+    student_gpus: int = Field(24, ge=1)
+    """GPUs of the student pool, shared by the student workers."""
+    gpus_per_student_worker: int = Field(1, ge=1)
+    """GPUs of one student worker (trainer and its colocated vLLM engine)."""
+    vllm_gpu_memory_utilization: float = Field(0.35, gt=0.0, le=1.0)
+    """Share of a GPU's memory each colocated vLLM engine may take."""
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    """Ray CPUs reserved per student worker and teacher engine (budget them on small machines)."""
+    job_timeout_s: float = Field(3600.0, gt=0.0)
+    """A student job running longer than this is failed and retried on a fresh worker."""
+    job_retries: int = Field(2, ge=0)
+    """Retries of a failed student job before the outer step fails."""
+
+    @property
+    def cluster_gpus(self) -> int:
+        return self.num_nodes * self.gpus_per_node
+
+    @property
+    def student_workers(self) -> int:
+        return self.student_gpus // self.gpus_per_student_worker
+
+
+class LoggingConfig(_Section):
+    tensorboard: bool = True
+    """Write TensorBoard events to the run directory."""
+    wandb_project: str | None = None
+    """Log to this W&B project as well (requires a W&B login)."""
+    progress_bar: bool = True
+    """Show a progress bar over outer steps (off in CI logs if you prefer plain lines)."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Python logging level."""
+
+
+class SoarConfig(_Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: cuda when a GPU is visible, else cpu. The same code runs on both."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    meta: MetaConfig = Field(default_factory=MetaConfig)
+    pools: PoolsConfig = Field(default_factory=PoolsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SoarConfig:
+        problems: list[str] = []
+        meta, pools = self.meta, self.pools
+        if meta.trains_teacher and meta.g < 2:
+            problems.append(
+                f"meta.g: RLOO needs at least 2 datasets per step to form a baseline (got {meta.g}) "
+                f"in meta.mode={meta.mode}"
+            )
+        used = (pools.teacher_gpus if meta.uses_teacher else 0) + pools.student_gpus
+        if used > pools.cluster_gpus:
+            problems.append(
+                f"pools: teacher_gpus ({pools.teacher_gpus}) + student_gpus ({pools.student_gpus}) = "
+                f"{used} exceeds the cluster (num_nodes {pools.num_nodes} x gpus_per_node "
+                f"{pools.gpus_per_node} = {pools.cluster_gpus})"
+            )
+        if pools.student_gpus % pools.gpus_per_student_worker:
+            problems.append(
+                f"pools.student_gpus ({pools.student_gpus}) must be a multiple of "
+                f"pools.gpus_per_student_worker ({pools.gpus_per_student_worker})"
+            )
+        if pools.gpus_per_student_worker > pools.gpus_per_node:
+            problems.append(
+                f"pools.gpus_per_student_worker ({pools.gpus_per_student_worker}) cannot exceed "
+                f"pools.gpus_per_node ({pools.gpus_per_node}): a worker lives on one node"
+            )
+        if meta.uses_teacher and pools.teacher_gpus and pools.teacher_vllm_engines > pools.teacher_gpus:
+            problems.append(
+                f"pools.teacher_vllm_engines ({pools.teacher_vllm_engines}) cannot exceed "
+                f"pools.teacher_gpus ({pools.teacher_gpus})"
+            )
+        if meta.uses_teacher and pools.teacher_gpus == 0:
+            problems.append(f"pools.teacher_gpus must be at least 1 in meta.mode={meta.mode}")
+        if meta.mode == "oracle" and not self.data.full_train:
+            problems.append("data.full_train is required by meta.mode=oracle")
+        if self.student.batch_prompts > meta.n and meta.uses_teacher:
+            problems.append(
+                f"student.batch_prompts ({self.student.batch_prompts}) exceeds the dataset size "
+                f"meta.n ({meta.n})"
+            )
+        if problems:
+            raise ValueError("\n  - ".join(problems))
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SoarConfig:
+    """Read a recipe, apply `key.sub=value` overrides, validate. Raises ConfigError."""
+    raw = _read_recipe(Path(path), seen=())
+    for override in overrides:
+        _apply_override(raw, override)
+    return validate_config(raw, source=str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> SoarConfig:
+    try:
+        return SoarConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"invalid recipe {source}:\n" + _describe(err)) from None
+
+
+def config_to_dict(cfg: SoarConfig) -> dict[str, Any]:
+    """The resolved config as plain data, with the YAML spelling of keys (`meta.async`)."""
+    return cfg.model_dump(mode="json", by_alias=True)
+
+
+def dump_config(cfg: SoarConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def _read_recipe(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    resolved = path.resolve()
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise ConfigError(f"recipe `base` chain loops: {chain}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: `base` must be a recipe path, got {base!r}")
+    merged = _read_recipe(path.parent / base, seen=(*seen, resolved))
+    _deep_merge(merged, raw)
+    return merged
+
+
+def _deep_merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"override {override!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not key:  # cross-field problems name their keys themselves
+            lines.append(f"  - {message}")
+            continue
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key (allowed: {_allowed_keys(item['loc'])})"
+        elif "input" in item and item["type"] not in ("missing", "value_error"):
+            message += f" (got {item['input']!r})"
+        lines.append(f"  - {key}: {message}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    section: type[BaseModel] = SoarConfig
+    for part in loc[:-1]:
+        field = section.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "?"
+        section = annotation
+    return ", ".join(f.alias or name for name, f in section.model_fields.items())
