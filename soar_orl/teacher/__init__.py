@@ -1,0 +1,1 @@
+"""The teacher's side of SOAR: instruction prompt, output parser, rejection sampling, rewards."""
