@@ -1,0 +1,79 @@
+"""What every task provides to SOAR: problems, the prompts of both roles, and a grader.
+
+A task is a problem source (`Problem` rows), the teacher's instruction and output parser (shared
+machinery, parameterised per task), the student's prompt format, and a verifier that grades a
+student response against a label into an `Outcome`. The math task (tasks/math.py) and the
+built-in arithmetic world implement the same interface, so the outer loop never branches on the
+task.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from soar_orl.teacher.parser import ParserParams, QAPair, Rejection, parse_teacher_output
+from soar_orl.teacher.prompt import TeacherPromptParams, teacher_instruction
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One real problem of a benchmark; `answer` is the final short answer, without a box."""
+
+    id: str
+    problem: str
+    answer: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Outcome(str, enum.Enum):
+    """Grade of one student response. The reward levels follow this order (teacher/rewards.py)."""
+
+    CORRECT = "correct"  # boxed answer verified equal to the label
+    UNVERIFIED = "unverified"  # boxed answer present, but the verifier could not read it or the label
+    WRONG = "wrong"  # boxed answer verified different, or its check timed out
+    NO_ANSWER = "no_answer"  # no (closed, non-empty) box at all
+
+
+@dataclass(frozen=True)
+class Graded:
+    """An outcome and the answer it was decided on (None when there was no boxed answer)."""
+
+    outcome: Outcome
+    answer: str | None
+
+
+class Task(abc.ABC):
+    """Base class of a task. Subclasses set `name` and implement the three abstract methods."""
+
+    name: str
+
+    def __init__(self, prompt: TeacherPromptParams, parser: ParserParams) -> None:
+        self.prompt_params = prompt
+        self.parser_params = parser
+
+    def teacher_prompt(self) -> str:
+        """The fixed instruction the teacher samples from."""
+        return teacher_instruction(self.prompt_params)
+
+    def parse_teacher_output(self, text: str) -> QAPair | Rejection:
+        """A (question, label) pair from one teacher sample, or why it is rejected."""
+        return parse_teacher_output(text, self.parser_params, self.answer_parses)
+
+    def grade_many(self, responses: Sequence[str], labels: Sequence[str]) -> list[Graded]:
+        """Grades of paired responses and labels; override when a batch is cheaper."""
+        return [self.grade(response, label) for response, label in zip(responses, labels, strict=True)]
+
+    @abc.abstractmethod
+    def answer_parses(self, answer: str) -> bool:
+        """Can this task's verifier read `answer` (the content of a teacher's box)?"""
+
+    @abc.abstractmethod
+    def student_prompt(self, question: str) -> str:
+        """The student's prompt for a question (before the chat template)."""
+
+    @abc.abstractmethod
+    def grade(self, response: str, label: str) -> Graded:
+        """Grade one full student response against a label."""

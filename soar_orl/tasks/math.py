@@ -1,0 +1,183 @@
+"""Math benchmarks (MATH, HARP, OlympiadBench): problem loading and the math task.
+
+Loading: local JSONL or Parquet files in the format of ../shared/data (`id`, `problem`,
+`answer` = the final short LaTeX answer without a box; every other field becomes metadata), or a
+Hugging Face dataset name through `datasets.load_dataset` (imported only then). Sources that name
+their fields differently say so with `ProblemFields`, e.g. MATH-500 on the hub:
+`load_problems("HuggingFaceH4/MATH-500", ProblemFields(id="unique_id"))`. A bad row is an error
+that names the file and line: a silently skipped problem would change the hard split.
+
+The task: the teacher writes problems on the MATH subjects; the student is asked for a boxed
+answer; grading extracts the last box and checks it with Math-Verify in a time-limited worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from soar_orl.tasks.base import Graded, Outcome, Problem, Task
+from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed
+from soar_orl.teacher.parser import ParserParams
+from soar_orl.teacher.prompt import TeacherPromptParams
+
+MATH_TOPICS = (
+    "Algebra",
+    "Counting & Probability",
+    "Geometry",
+    "Intermediate Algebra",
+    "Number Theory",
+    "Prealgebra",
+    "Precalculus",
+)
+STUDENT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+class ProblemFormatError(ValueError):
+    """A source row that cannot become a Problem; the message starts with `file:line`."""
+
+
+@dataclass(frozen=True)
+class ProblemFields:
+    """Which fields of a source row hold the id, problem and answer."""
+
+    id: str | None = "id"  # None: the source has no id; use the 0-based row number
+    problem: str = "problem"
+    answer: str = "answer"
+    answer_is_solution: bool = False  # the answer field is a full solution: take its last box
+
+
+def load_problems(
+    source: str | Path, fields: ProblemFields | None = None, split: str = "test"
+) -> list[Problem]:
+    """Problems from a `.jsonl` / `.parquet` file, or else a Hugging Face dataset (`split`)."""
+    fields = fields or ProblemFields()
+    suffix = Path(source).suffix
+    if suffix == ".jsonl":
+        rows = _jsonl_rows(Path(source))
+    elif suffix == ".parquet":
+        rows = _parquet_rows(Path(source))
+    else:
+        rows = _hub_rows(str(source), split)
+    problems: list[Problem] = []
+    first_seen: dict[str, str] = {}
+    for row_number, (where, row) in enumerate(rows):
+        problem = _to_problem(row, where, row_number, fields)
+        if problem.id in first_seen:
+            raise ProblemFormatError(f"{where}: duplicate id {problem.id!r} (first at {first_seen[problem.id]})")
+        first_seen[problem.id] = where
+        problems.append(problem)
+    return problems
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ProblemFormatError(f"{where}: invalid JSON ({error})") from None
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as error:
+        raise ImportError(f"reading {path} needs pyarrow: pip install pyarrow") from error
+    for index, row in enumerate(pq.read_table(path).to_pylist()):
+        yield f"{path}: row {index}", row
+
+
+def _hub_rows(name: str, split: str) -> Iterator[tuple[str, Any]]:
+    try:
+        import datasets
+    except ImportError as error:
+        raise ImportError(
+            f"{name!r} is not a .jsonl/.parquet file, so it is read as a Hugging Face dataset, "
+            "which needs the `datasets` package: pip install datasets"
+        ) from error
+    for index, row in enumerate(datasets.load_dataset(name, split=split)):
+        yield f"{name}[{split}]: row {index}", row
+
+
+def _to_problem(row: Any, where: str, row_number: int, fields: ProblemFields) -> Problem:
+    if not isinstance(row, dict):
+        raise ProblemFormatError(f"{where}: expected a JSON object, got {type(row).__name__}")
+
+    def text(name: str) -> str:
+        if name not in row:
+            raise ProblemFormatError(f"{where}: missing field {name!r} (fields: {', '.join(map(str, row))})")
+        value = row[name]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ProblemFormatError(f"{where}: field {name!r} must be a string or number, got {value!r}")
+        if not str(value).strip():
+            raise ProblemFormatError(f"{where}: field {name!r} is empty")
+        return str(value)
+
+    answer = text(fields.answer)
+    if fields.answer_is_solution:
+        boxed = extract_last_boxed(answer)
+        if boxed is None:
+            raise ProblemFormatError(f"{where}: field {fields.answer!r} has no \\boxed{{...}} answer")
+        answer = boxed
+    used = {fields.id, fields.problem, fields.answer}
+    return Problem(
+        id=str(row_number) if fields.id is None else text(fields.id),
+        problem=text(fields.problem),
+        answer=answer,
+        metadata={key: value for key, value in row.items() if key not in used},
+    )
+
+
+# ---------------------------------------------------------------------------- the task
+
+_OUTCOME_OF = {
+    Verdict.EQUAL: Outcome.CORRECT,
+    Verdict.NOT_EQUAL: Outcome.WRONG,
+    Verdict.UNPARSEABLE: Outcome.UNVERIFIED,
+    # A check that timed out must not earn more than a wrong answer, or students would learn
+    # to write answers that hang the verifier.
+    Verdict.FAILED: Outcome.WRONG,
+}
+
+
+class MathTask(Task):
+    """Competition math graded by Math-Verify. Owns a verifier worker: call close() when done."""
+
+    name = "math"
+
+    def __init__(
+        self,
+        prompt: TeacherPromptParams | None = None,
+        parser: ParserParams | None = None,
+        verify: VerifyParams | None = None,
+    ) -> None:
+        super().__init__(prompt or TeacherPromptParams(topics=MATH_TOPICS), parser or ParserParams())
+        self.verifier = MathVerifier(verify)
+
+    def answer_parses(self, answer: str) -> bool:
+        return self.verifier.parses(answer)
+
+    def student_prompt(self, question: str) -> str:
+        return f"{question}\n\n{STUDENT_INSTRUCTION}"
+
+    def grade(self, response: str, label: str) -> Graded:
+        return self.grade_many([response], [label])[0]
+
+    def grade_many(self, responses: Sequence[str], labels: Sequence[str]) -> list[Graded]:
+        """Grades in order; all boxed answers go through the warm worker in one pass."""
+        answers = [extract_last_boxed(response) for response in responses]
+        boxed = [(answer, label) for answer, label in zip(answers, labels, strict=True) if answer is not None]
+        verdicts = iter(self.verifier.verify_many(boxed))
+        return [
+            Graded(Outcome.NO_ANSWER, None) if answer is None else Graded(_OUTCOME_OF[next(verdicts)], answer)
+            for answer in answers
+        ]
+
+    def close(self) -> None:
+        self.verifier.close()
