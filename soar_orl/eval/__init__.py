@@ -1,0 +1,1 @@
+"""Evaluation maths: pass@k, Vendi diversity, and the fail@k hard-set split."""
