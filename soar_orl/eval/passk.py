@@ -10,8 +10,8 @@ Shapes: S = seeds, P = problems.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +41,9 @@ class SeedSpread:
     per_seed: tuple[float, ...]
 
 
-def pass_at_k_over_seeds(correct_SP: Sequence[Sequence[int]], n: int, ks: Sequence[int]) -> dict[int, SeedSpread]:
+def pass_at_k_over_seeds(
+    correct_SP: Sequence[Sequence[int]], n: int, ks: Sequence[int]
+) -> dict[int, SeedSpread]:
     """For each k: mean and spread over seeds of the problem-averaged pass@k."""
     result = {}
     for k in ks:

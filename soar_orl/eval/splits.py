@@ -9,8 +9,8 @@ every re-run and machine, independent of input order, and needs no random state.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)

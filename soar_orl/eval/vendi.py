@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -80,7 +81,9 @@ def char_ngram_tfidf(texts: Sequence[str], n: int = 3) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def vendi_score(texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray] = char_ngram_tfidf) -> float:
+def vendi_score(
+    texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray] = char_ngram_tfidf
+) -> float:
     """Vendi score of a set of questions under an embedding (default: character n-gram TF-IDF)."""
     return vendi_score_from_embeddings(embed(texts))
 

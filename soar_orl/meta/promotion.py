@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from soar_orl.teacher.parser import QAPair
 
@@ -145,12 +146,16 @@ class PromotionTracker:
             raise StateMismatchError(problems[0])
         saved_params = state.get("params", {})
         for name, expected in asdict(self.params).items():
-            found = saved_params.get(name, "<missing>") if isinstance(saved_params, Mapping) else "<not a dict>"
+            found = (
+                saved_params.get(name, "<missing>") if isinstance(saved_params, Mapping) else "<not a dict>"
+            )
             if found != expected:
                 problems.append(f"params.{name}: this tracker has {expected!r}, the state has {found!r}")
         recent = state.get("recent_rewards", [])
         if len(recent) > self.params.window:
-            problems.append(f"recent_rewards: {len(recent)} values, more than the window of {self.params.window}")
+            problems.append(
+                f"recent_rewards: {len(recent)} values, more than the window of {self.params.window}"
+            )
         entry_keys = {field.name for field in fields(PQEntry)}
         for index, entry in enumerate(state.get("archive", [])):
             problems += _key_differences(f"archive[{index}]", entry_keys, entry)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from soar_orl.teacher.parser import ParserParams, QAPair, Rejection, parse_teacher_output
 from soar_orl.teacher.prompt import TeacherPromptParams, teacher_instruction

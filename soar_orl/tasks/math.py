@@ -14,9 +14,10 @@ answer; grading extracts the last box and checks it with Math-Verify in a time-l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
 from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed
@@ -66,7 +67,9 @@ def load_problems(
     for row_number, (where, row) in enumerate(rows):
         problem = _to_problem(row, where, row_number, fields)
         if problem.id in first_seen:
-            raise ProblemFormatError(f"{where}: duplicate id {problem.id!r} (first at {first_seen[problem.id]})")
+            raise ProblemFormatError(
+                f"{where}: duplicate id {problem.id!r} (first at {first_seen[problem.id]})"
+            )
         first_seen[problem.id] = where
         problems.append(problem)
     return problems

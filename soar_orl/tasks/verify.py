@@ -23,9 +23,10 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Self
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class MathVerifier:
         with self._lock:
             self._stop_worker()
 
-    def __enter__(self) -> MathVerifier:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -12,8 +12,8 @@ backtracking regex), because it reads raw model samples.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from soar_orl.tasks.verify import extract_last_boxed
 

@@ -18,8 +18,8 @@ constant factor only rescales the step size, so no patch of OpenRLHF's advantage
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -19,7 +19,12 @@ from soar_orl.teacher.parser import QAPair, Rejection
 
 @pytest.mark.parametrize(
     ("name", "rows"),
-    [("math500.jsonl", 500), ("math_test_5000.jsonl", 5000), ("harp.jsonl", 4780), ("olympiadbench_675.jsonl", 675)],
+    [
+        ("math500.jsonl", 500),
+        ("math_test_5000.jsonl", 5000),
+        ("harp.jsonl", 4780),
+        ("olympiadbench_675.jsonl", 675),
+    ],
 )
 def test_loads_the_shared_benchmarks(shared_data_dir: Path, name: str, rows: int) -> None:
     problems = load_problems(shared_data_dir / name)
@@ -43,8 +48,13 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 
 def test_missing_field_names_the_file_and_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "problem": "p", "answer": "1"}, {"id": "b", "problem": "q"}])
-    with pytest.raises(ProblemFormatError, match=rf"^{re.escape(str(path))}:2: missing field 'answer' \(fields: id, problem\)"):
+    path = write_jsonl(
+        tmp_path / "bad.jsonl", [{"id": "a", "problem": "p", "answer": "1"}, {"id": "b", "problem": "q"}]
+    )
+    with pytest.raises(
+        ProblemFormatError,
+        match=rf"^{re.escape(str(path))}:2: missing field 'answer' \(fields: id, problem\)",
+    ):
         load_problems(path)
 
 
@@ -66,7 +76,9 @@ def test_bad_rows_are_errors_with_their_line(tmp_path: Path, line: str, message:
 
 
 def test_other_field_names_and_boxed_solutions(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "math.jsonl", [{"question": "1+1?", "solution": "So \\boxed{2}.", "level": 1}])
+    path = write_jsonl(
+        tmp_path / "math.jsonl", [{"question": "1+1?", "solution": "So \\boxed{2}.", "level": 1}]
+    )
     fields = ProblemFields(id=None, problem="question", answer="solution", answer_is_solution=True)
     assert load_problems(path, fields) == [Problem("0", "1+1?", "2", {"level": 1})]
     write_jsonl(path, [{"question": "1+1?", "solution": "It is 2."}])

@@ -87,9 +87,13 @@ def test_parser_never_raises(text: str, parses: bool) -> None:
 
 
 # Well-formed content: questions without tag characters, answers with balanced braces.
-_no_tags = st.text(alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=60)
+_no_tags = st.text(
+    alphabet=st.characters(blacklist_characters="<>", blacklist_categories=("Cs",)), max_size=60
+)
 _question = _no_tags.filter(lambda q: q.strip() and len(q.strip()) <= PARAMS.max_question_chars)
-_atom = st.text(alphabet=st.characters(blacklist_characters="{}\\<>", blacklist_categories=("Cs",)), max_size=5)
+_atom = st.text(
+    alphabet=st.characters(blacklist_characters="{}\\<>", blacklist_categories=("Cs",)), max_size=5
+)
 _answer = (
     st.recursive(_atom, lambda inner: st.lists(inner, max_size=3).map(lambda xs: "{" + "".join(xs) + "}"))
     .map(str.strip)

@@ -32,7 +32,7 @@ def test_monotone_in_k_and_in_c(n_c: tuple[int, int]) -> None:
     n, c = n_c
     values = [pass_at_k(n, c, k) for k in range(1, n + 1)]
     assert all(0.0 <= v <= 1.0 for v in values)
-    assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(values))
     if c < n:
         assert all(pass_at_k(n, c, k) <= pass_at_k(n, c + 1, k) + 1e-12 for k in (1, n // 2 or 1, n))
 

@@ -18,7 +18,9 @@ def datasets(step: int) -> list[list[QAPair]]:
     return [[QAPair(f"s{step} d{k} q{i}", str(i)) for i in range(2)] for k in range(G)]
 
 
-def observe(tracker: PromotionTracker, step: int, rewards_G: list[float], accs_GR: list[list[float]] | None = None):
+def observe(
+    tracker: PromotionTracker, step: int, rewards_G: list[float], accs_GR: list[list[float]] | None = None
+):
     return tracker.observe(step, rewards_G, accs_GR or [[0.1] * R for _ in range(G)], datasets(step))
 
 
@@ -79,7 +81,9 @@ _params = st.builds(PromotionParams, window=st.integers(1, 4), tau=st.floats(-0.
 
 
 @given(_params, st.lists(_rewards, max_size=12))
-def test_never_promotes_unless_the_full_window_average_exceeds_tau(params: PromotionParams, steps: list) -> None:
+def test_never_promotes_unless_the_full_window_average_exceeds_tau(
+    params: PromotionParams, steps: list
+) -> None:
     tracker = PromotionTracker(params)
     window: list[float] = []
     for step, rewards_G in enumerate(steps):

@@ -20,7 +20,9 @@ from soar_orl.teacher.rewards import (
 
 def test_reward_levels_follow_the_papers_order() -> None:
     levels = RewardLevels()
-    rewards = [levels.reward(o) for o in (Outcome.CORRECT, Outcome.UNVERIFIED, Outcome.WRONG, Outcome.NO_ANSWER)]
+    rewards = [
+        levels.reward(o) for o in (Outcome.CORRECT, Outcome.UNVERIFIED, Outcome.WRONG, Outcome.NO_ANSWER)
+    ]
     assert rewards == sorted(rewards, reverse=True)
     assert rewards[0] > rewards[-1]
     assert levels.reward(Outcome.CORRECT) == 1.0 and levels.reward(Outcome.NO_ANSWER) == 0.0

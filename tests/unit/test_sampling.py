@@ -27,7 +27,9 @@ def scripted_sampler(outcomes: str):
 
 def parse(output: tuple[int, str]) -> QAPair | Rejection:
     index, kind = output
-    return {"v": QAPair(f"q{index}", str(index)), "m": Rejection.MISSING_TAG, "b": Rejection.NO_BOXED_ANSWER}[kind]
+    return {"v": QAPair(f"q{index}", str(index)), "m": Rejection.MISSING_TAG, "b": Rejection.NO_BOXED_ANSWER}[
+        kind
+    ]
 
 
 def test_keeps_the_first_target_valid_outputs_in_order() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -46,8 +47,12 @@ def test_extract_is_linear_on_deep_nesting() -> None:
 
 
 # Balanced LaTeX-ish content: text without braces or backslashes, nested in braces.
-_plain = st.text(alphabet=st.characters(blacklist_characters="{}\\", blacklist_categories=("Cs",)), max_size=8)
-_balanced = st.recursive(_plain, lambda inner: st.lists(inner, max_size=3).map(lambda xs: "{" + "".join(xs) + "}"))
+_plain = st.text(
+    alphabet=st.characters(blacklist_characters="{}\\", blacklist_categories=("Cs",)), max_size=8
+)
+_balanced = st.recursive(
+    _plain, lambda inner: st.lists(inner, max_size=3).map(lambda xs: "{" + "".join(xs) + "}")
+)
 
 
 @given(prefix=_plain, content=st.lists(_balanced, min_size=1, max_size=4).map("".join), suffix=_plain)
@@ -82,7 +87,12 @@ def test_equivalent_forms_pass(verifier: MathVerifier, answer: str, reference: s
 
 @pytest.mark.parametrize(
     ("answer", "reference"),
-    [("1/3", "0.5"), ("\\sqrt{2}", "2\\sqrt{2}"), ("5", "-5"), ("(3, \\pi)", "\\left( 3, \\frac{\\pi}{2} \\right)")],
+    [
+        ("1/3", "0.5"),
+        ("\\sqrt{2}", "2\\sqrt{2}"),
+        ("5", "-5"),
+        ("(3, \\pi)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ],
 )
 def test_wrong_answers_fail(verifier: MathVerifier, answer: str, reference: str) -> None:
     assert verifier.verify(answer, reference) is Verdict.NOT_EQUAL
@@ -107,7 +117,7 @@ def test_math500_references_are_not_all_equal(verifier: MathVerifier, shared_dat
     """Guard against a verifier that says EQUAL to everything: neighbours mostly differ."""
     lines = (shared_data_dir / "math500.jsonl").read_text(encoding="utf-8").splitlines()
     answers = [json.loads(line)["answer"] for line in lines[:60]]
-    pairs = [(a, b) for a, b in zip(answers, answers[1:]) if a != b]
+    pairs = [(a, b) for a, b in itertools.pairwise(answers) if a != b]
     verdicts = verifier.verify_many(pairs)
     assert sum(verdict is Verdict.EQUAL for verdict in verdicts) <= 2
 
