@@ -145,7 +145,7 @@ class MathVerifier:
         if line is None:
             self.num_failures += 1
             logger.warning(
-                "math check %s; counted as wrong, worker restarted. request=%s",
+                "math check %s; counted as wrong, worker stopped (restarts on the next check). request=%s",
                 problem,
                 _shorten(json.dumps(request)),
             )
@@ -177,8 +177,8 @@ class MathVerifier:
             proc.kill()
             proc.wait()
             raise RuntimeError(
-                f"math-verify worker did not start within {self.params.startup_timeout_s:g}s "
-                f"(is math-verify installed for {sys.executable}?)"
+                f"math-verify worker exited or did not start within {self.params.startup_timeout_s:g}s "
+                f"(is math-verify installed for {sys.executable}? its stderr is above)"
             )
         self._proc = proc
         return proc
