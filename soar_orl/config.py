@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from soar_orl.teacher.rewards import RewardLevels
+
 
 class ConfigError(ValueError):
     """A recipe that cannot run; the message names every offending key."""
@@ -93,27 +95,28 @@ class TeacherConfig(_Section):
     (e.g. `{"algo.kl_estimator": "k3"}`); they override what soar-orl derives."""
 
 
-class RewardLevels(_Section):
-    """Shaped student reward (paper): boxed and correct > boxed but unverifiable > boxed and wrong
-    > no boxed answer."""
+class RewardLevelsConfig(_Section):
+    """Shaped student reward (paper's order): boxed and correct >= boxed but unverifiable >= boxed
+    and wrong >= no boxed answer, with correct > no_answer. The numbers between the ends are our
+    choice (the paper gives only the order). Set unverified equal to wrong if students learn to
+    box unreadable answers."""
 
     correct: float = 1.0
     """Boxed answer that verifies against the label."""
     unverified: float = 0.2
-    """Boxed answer the verifier could not parse or timed out on."""
+    """Boxed answer the verifier could not read."""
     wrong: float = 0.1
-    """Boxed answer that verifies as different from the label (small: the format is still right)."""
+    """Boxed answer that verifies as different from the label, or whose check timed out."""
     no_answer: float = 0.0
     """No boxed answer at all."""
 
     @model_validator(mode="after")
-    def _ordered(self) -> RewardLevels:
-        if not (self.correct > self.unverified > self.wrong > self.no_answer):
-            raise ValueError(
-                "student.reward levels must satisfy correct > unverified > wrong > no_answer, got "
-                f"{self.correct} > {self.unverified} > {self.wrong} > {self.no_answer}"
-            )
+    def _ordered(self) -> RewardLevelsConfig:
+        self.levels()  # teacher/rewards.py owns the ordering rule
         return self
+
+    def levels(self) -> RewardLevels:
+        return RewardLevels(self.correct, self.unverified, self.wrong, self.no_answer)
 
 
 class StudentConfig(_Section):
@@ -135,7 +138,7 @@ class StudentConfig(_Section):
     """Longest student response."""
     train_micro_batch_size: int = Field(16, ge=1)
     """Micro batch of the student's policy update."""
-    reward: RewardLevels = Field(default_factory=RewardLevels)
+    reward: RewardLevelsConfig = Field(default_factory=RewardLevelsConfig)
     """Shaped reward levels for student answers."""
 
 
@@ -271,6 +274,12 @@ class SoarConfig(_Section):
             problems.append(
                 f"student.batch_prompts ({self.student.batch_prompts}) exceeds the dataset size "
                 f"meta.n ({meta.n})"
+            )
+        student = self.student
+        if (student.batch_prompts * student.group_size) % student.train_micro_batch_size:
+            problems.append(
+                f"student.train_micro_batch_size ({student.train_micro_batch_size}) must divide "
+                f"student.batch_prompts x student.group_size ({student.batch_prompts * student.group_size})"
             )
         if problems:
             raise ValueError("\n  - ".join(problems))

@@ -68,7 +68,7 @@ def test_overrides_are_typed_and_nested():
         (["pools.gpus_per_student_worker=3", "pools.student_gpus=20"], "must be a multiple of pools.gpus_per_student_worker"),
         (["pools.teacher_vllm_engines=9"], "pools.teacher_vllm_engines (9) cannot exceed pools.teacher_gpus (8)"),
         (["meta.mode=oracle"], "data.full_train is required by meta.mode=oracle"),
-        (["student.reward.wrong=2"], "student.reward: student.reward levels must satisfy correct > unverified"),
+        (["student.reward.wrong=2"], "student.reward: reward levels must satisfy correct >= unverified"),
         (["meta.g"], "must look like key.sub=value"),
         (["meta.g.x=1"], "meta.g is a value, not a section"),
     ],
