@@ -59,8 +59,71 @@ def vllm_engine_kwargs(backend: Backend, dtype: str, max_model_len: int, seed: i
     several GiB per engine, too much for many engines on a laptop, so we default it to 1 GiB.
     CUDA graphs and torch.compile only pay off on GPU; on CPU they cost start-up time.
     """
+    # vLLM logs every weight reload at WARNING (e.g. rotary embeddings have no weights to load);
+    # at one reload per inner step that drowns the run's own log.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     kwargs = dict(dtype=dtype, max_model_len=max_model_len, seed=seed)
     if backend == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         kwargs["enforce_eager"] = True
     return kwargs
+
+
+# Colocated trainer -> vLLM weight sync. OpenRLHF's worker extension receives CUDA IPC handles
+# on GPU; on CPU there is no IPC for tensors across vLLM's worker process, so the trainer writes
+# the weights to shared memory and vLLM reloads them from there.
+VLLM_WORKER_EXTENSION = "openrlhf.trainer.ray.vllm_worker_wrap.WorkerWrap"
+
+
+def sync_weights_to_vllm(backend: Backend, llm, model, shm_dir: str) -> None:
+    """Make the vLLM engine `llm` serve the current weights of the HF module `model`."""
+    if backend == "cpu":
+        model.save_pretrained(shm_dir, safe_serialization=True)
+        llm.collective_rpc("reload_weights", kwargs={"weights_path": shm_dir})
+        return
+    _sync_weights_cuda_ipc(llm, model)
+
+
+def _sync_weights_cuda_ipc(llm, model) -> None:
+    """GPU path (not runnable on CPU machines): share each parameter's CUDA memory with vLLM's
+    worker through an IPC handle keyed by the physical GPU id, as OpenRLHF's colocated sync does."""
+    import torch
+    from openrlhf.trainer.ray.utils import get_physical_gpu_id
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    params = list(model.named_parameters())
+    gpu_id = get_physical_gpu_id()
+    for count, (name, param) in enumerate(params, start=1):
+        weight = param.data.contiguous()
+        handles = {gpu_id: reduce_tensor(weight)}
+        llm.collective_rpc(
+            "update_weight_cuda_ipc",
+            args=(name, weight.dtype, tuple(weight.shape), handles, count == len(params)),
+        )
+    torch.cuda.synchronize()
+
+
+def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster that `ray start` made (GPU clusters), else start a local one. On CPU
+    the local cluster declares `declared_gpus` GPUs: placement groups then reserve them like
+    real GPUs while torch and vLLM run on the CPU."""
+    import ray
+
+    import soar_orl
+
+    if ray.is_initialized():
+        return
+    # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path).
+    runtime_env = {"py_modules": [os.path.dirname(soar_orl.__file__)]}
+    if backend == "cuda":
+        try:
+            ray.init(address="auto", runtime_env=runtime_env)
+        except ConnectionError:
+            ray.init(runtime_env=runtime_env)
+        return
+    ray.init(
+        num_cpus=num_cpus or max(2, os.cpu_count() or 2),
+        num_gpus=declared_gpus,
+        include_dashboard=False,
+        runtime_env=runtime_env,
+    )

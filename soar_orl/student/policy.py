@@ -1,0 +1,176 @@
+"""The student's trainable policy, built from OpenRLHF's own pieces.
+
+OpenRLHF's `Actor` (log-probs), `DeepspeedStrategy` (ZeRO engine, optimizer, scheduler),
+`PolicyLoss` (PPO-clip surrogate) and the RLOO advantages of its `RemoteExperienceMaker` do the
+work; this class only wires them for SOAR's inner loop, where a student is reset to a baseline
+snapshot before every job. Reset builds a fresh DeepSpeed engine from the snapshot: it clears
+weights, optimizer moments and the LR schedule in one way for every ZeRO stage and precision
+(resetting ZeRO's flat fp32 partitions in place would depend on both), and costs little next to
+the job (measured by `soar bench student-pool`, phase `reset`).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from soar_orl.backend import free_port, openrlhf_dtype, set_distributed_env
+from soar_orl.config import StudentConfig
+from soar_orl.openrlhf_args import openrlhf_args
+from soar_orl.student.rollout import RolloutBatch
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepStats:
+    loss: float
+    reward_mean: float
+    kl_mean: float
+
+
+class StudentPolicy:
+    def __init__(self, model_dir: str | Path, student: StudentConfig, dtype: str, seed: int) -> None:
+        from openrlhf.models import Actor, PolicyLoss
+        from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+        from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
+        from openrlhf.utils.utils import get_strategy
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        self.student = student
+        self.model_dir = str(model_dir)
+        self.param_dtype = openrlhf_dtype(dtype)
+        self.torch_dtype = getattr(torch, dtype)
+        rollout_batch = student.batch_prompts * student.group_size
+        # A worker is its own single-rank DeepSpeed world; workers never all-reduce together.
+        set_distributed_env(rank=0, world_size=1, master_port=free_port())
+        self.args = openrlhf_args(
+            {
+                "actor.model_name_or_path": self.model_dir,
+                "actor.num_nodes": 1,
+                "actor.num_gpus_per_node": 1,
+                "actor.adam.lr": student.lr,
+                "actor.lr_warmup_ratio": 0.0,
+                "actor.lr_scheduler": "cosine_with_min_lr",
+                "ds.param_dtype": self.param_dtype,
+                "ds.attn_implementation": "sdpa",
+                "ds.zero_stage": 2,
+                "algo.advantage.estimator": "rloo",
+                "algo.kl.init_coef": student.kl_coef,
+                "rollout.n_samples_per_prompt": student.group_size,
+                "rollout.batch_size": student.batch_prompts,
+                "rollout.micro_batch_size": student.train_micro_batch_size,
+                "rollout.temperature": student.temperature,
+                "train.batch_size": rollout_batch,
+                "train.micro_batch_size": student.train_micro_batch_size,
+                "train.seed": seed,
+            }
+        )
+        self.strategy = get_strategy(self.args)
+        self.strategy.setup_distributed()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.hf_config = AutoConfig.from_pretrained(self.model_dir)
+        base = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.torch_dtype)
+        self.baseline: StateDict = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        # The KL anchor is the baseline student (it moves with promotions), held as a frozen Actor.
+        self.reference = _actor_around(Actor, base.eval().requires_grad_(False), student.temperature)
+        self.loss_fn = PolicyLoss()
+        self.experience_maker = RemoteExperienceMaker(
+            None, None, None, None, FixedKLController(student.kl_coef), self.strategy, self.tokenizer
+        )
+        self._actor_cls = Actor
+        self._model_cls = AutoModelForCausalLM
+        self.actor = None
+        self.reset(total_steps=student.inner_steps)
+
+    # ------------------------------------------------------------------ weights
+
+    def reset(self, total_steps: int) -> None:
+        """Fresh weights (the baseline), optimizer state and a cosine schedule over total_steps."""
+        if self.actor is not None:
+            self.actor.model.destroy()
+            self.actor = self.optimizer = self.scheduler = None
+            gc.collect()
+        model = self._model_cls.from_config(self.hf_config, dtype=self.torch_dtype)
+        model.load_state_dict(self.baseline)
+        actor = _actor_around(self._actor_cls, model, self.student.temperature)
+        optim_cfg = dict(
+            optim="adam",
+            muon=vars(self.args.actor.muon),
+            adam=vars(self.args.actor.adam),
+            lr_scheduler=self.args.actor.lr_scheduler,
+            lr_warmup_ratio=0.0,
+            min_lr_ratio=self.args.actor.min_lr_ratio,
+            max_norm=self.args.actor.max_norm,
+            scheduler_steps=max(1, total_steps),
+        )
+        self.actor, self.optimizer, self.scheduler = self.strategy.prepare((actor, optim_cfg))
+
+    def set_baseline(self, state: StateDict) -> None:
+        """Promotion: the given weights become the baseline and the KL anchor."""
+        self.baseline = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        self.reference.model.load_state_dict(self.baseline)
+
+    def hf_model(self) -> torch.nn.Module:
+        """The trained Hugging Face module (inside the DeepSpeed engine)."""
+        return self.actor.model.module
+
+    def state_dict(self) -> StateDict:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.hf_model().state_dict().items()}
+
+    # ------------------------------------------------------------------ training
+
+    def train_step(self, batch: RolloutBatch) -> StepStats:
+        """One RLOO policy update on a batch laid out prompt-major (group_size rows per prompt)."""
+        from openrlhf.models.utils import compute_approx_kl
+        from openrlhf.trainer.ppo_utils.experience import Experience
+
+        with torch.no_grad():
+            old_log_probs = self.actor(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+            if self.student.kl_coef > 0:
+                base_log_probs = self.reference(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+                kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator="k1") * batch.action_mask_BA
+            else:
+                base_log_probs, kl = None, torch.zeros_like(old_log_probs)
+        experience = Experience(
+            sequences=batch.sequences_BT,
+            attention_mask=batch.attention_mask_BT,
+            action_mask=batch.action_mask_BA,
+            action_log_probs=old_log_probs,
+            base_action_log_probs=base_log_probs,
+            kl=kl,
+            rewards=batch.rewards_B.clone(),
+            index=list(range(len(batch.rewards_B))),
+        )
+        (experience,) = self.experience_maker.compute_advantages_and_returns([experience])
+
+        # DeepSpeed accumulates micro-batch gradients and steps the optimizer once per batch.
+        micro = self.student.train_micro_batch_size
+        losses = []
+        for start in range(0, len(batch.rewards_B), micro):
+            rows = slice(start, start + micro)
+            part = batch.rows(start, start + micro)
+            log_probs = self.actor(part.sequences_BT, part.action_mask_BA, part.attention_mask_BT)
+            loss = self.loss_fn(
+                log_probs, old_log_probs[rows], experience.advantages[rows], action_mask=part.action_mask_BA
+            )[0]
+            self.strategy.backward(loss, self.actor, self.optimizer)
+            self.strategy.optimizer_step(self.optimizer, self.actor, self.scheduler)
+            losses.append(loss.item())
+        tokens = batch.action_mask_BA.sum().clamp(min=1)
+        return StepStats(
+            loss=sum(losses) / len(losses),
+            reward_mean=batch.rewards_B.mean().item(),
+            kl_mean=(kl.sum() / tokens).item(),
+        )
+
+
+def _actor_around(actor_cls, model: torch.nn.Module, temperature: float):
+    """OpenRLHF's Actor wrapping an in-memory model. Its constructor sets `packing_samples` only
+    when it loads from a path, so we set the (unpacked) default that forward() reads."""
+    actor = actor_cls(model, temperature=temperature)
+    actor.packing_samples = False
+    return actor

@@ -1,0 +1,189 @@
+"""A student worker: one trainable student and its colocated vLLM engine, kept alive across jobs.
+
+A job is one inner run of SOAR: reset to the baseline student, k RLOO steps on a dataset of
+(question, label) pairs, greedy accuracy on a set of problems (Q_R), optionally the trained
+weights (promotion needs them). The same class serves the vanilla RLVR baselines, whose dataset
+is real problems. The pool (meta/pool.py) runs it as a Ray actor, one per share of the student
+pool; it has no Ray imports itself so it can also be driven directly.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from soar_orl.backend import Backend
+from soar_orl.config import StudentConfig
+from soar_orl.student.engine import Generation, RolloutEngine
+from soar_orl.student.policy import StateDict, StepStats, StudentPolicy
+from soar_orl.student.rollout import pack_rollouts
+from soar_orl.tasks import build_task
+from soar_orl.tasks.base import Outcome
+from soar_orl.teacher.parser import QAPair
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to build itself (sent to the Ray actor, so plain data)."""
+
+    model_dir: str
+    task: str
+    student: StudentConfig
+    backend: Backend
+    dtype: str = "float32"
+    max_model_len: int = 2048
+    gpu_memory_utilization: float = 0.35
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    job_id: str
+    train_pairs: tuple[QAPair, ...]  # the dataset X_k (teacher pairs) or real problems for RLVR
+    eval_pairs: tuple[QAPair, ...]  # Q_R: scored greedily after training
+    steps: int
+    seed: int
+    return_weights: bool = False
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    accuracy: float
+    correct_Q: list[bool]  # per eval pair
+    steps: list[StepStats]
+    timings: dict[str, float]  # seconds per phase: reset, rollout, train, sync, eval
+    weights: StateDict | None = None
+    attempts: int = 1
+
+
+@dataclass
+class _Clock:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - since
+        return now
+
+
+class StudentWorker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.task = build_task(spec.task)
+        self.levels = spec.student.reward.levels()
+        self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed)
+        self.engine = RolloutEngine(
+            spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization
+        )
+        self.tokenizer = self.policy.tokenizer
+        self._engine_holds_baseline = True
+
+    def ping(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ baseline
+
+    def set_baseline(self, state: StateDict) -> None:
+        """Promotion: new baseline weights for every later job (and the KL anchor)."""
+        self.policy.set_baseline(state)
+        self._engine_holds_baseline = False
+        self.reset(self.spec.student.inner_steps)
+
+    def reset(self, steps: int) -> None:
+        """Back to the baseline: trainer weights, optimizer, schedule, and the engine's weights."""
+        self.policy.reset(total_steps=steps)
+        if not self._engine_holds_baseline:
+            self.engine.load_weights(self.policy.hf_model())
+            self._engine_holds_baseline = True
+
+    # ------------------------------------------------------------------ jobs
+
+    def run_job(self, job: StudentJob) -> JobResult:
+        clock = _Clock()
+        started = time.perf_counter()
+        self.reset(job.steps)
+        started = clock.add("reset", started)
+        rng = random.Random(job.seed)
+        steps = []
+        for _ in range(job.steps):
+            steps.append(self._train_step(job.train_pairs, rng, clock))
+        started = time.perf_counter()
+        correct_Q = self.evaluate_correct(job.eval_pairs)
+        clock.add("eval", started)
+        return JobResult(
+            job_id=job.job_id,
+            accuracy=sum(correct_Q) / max(1, len(correct_Q)),
+            correct_Q=correct_Q,
+            steps=steps,
+            timings=clock.seconds,
+            weights=self.policy.state_dict() if job.return_weights else None,
+        )
+
+    def evaluate_correct(self, pairs: Sequence[QAPair]) -> list[bool]:
+        """Greedy correctness of the current student on each pair."""
+        if not pairs:
+            return []
+        generations = self.engine.generate(
+            [self._prompt_ids(p.question) for p in pairs], n=1, temperature=0.0,
+            max_tokens=self.spec.student.max_new_tokens,
+        )
+        graded = self.task.grade_many([g[0].text for g in generations], [p.answer for p in pairs])
+        return [g.outcome == Outcome.CORRECT for g in graded]
+
+    def sample_correct(self, pairs: Sequence[QAPair], n: int, seed: int) -> list[int]:
+        """Correct samples out of n per pair at the rollout temperature (intrinsic reward, pass@k)."""
+        generations = self.engine.generate(
+            [self._prompt_ids(p.question) for p in pairs], n=n, temperature=self.spec.student.temperature,
+            max_tokens=self.spec.student.max_new_tokens, seed=seed,
+        )
+        texts = [g.text for group in generations for g in group]
+        labels = [p.answer for p in pairs for _ in range(n)]
+        graded = self.task.grade_many(texts, labels)
+        return [sum(g.outcome == Outcome.CORRECT for g in graded[i * n : (i + 1) * n]) for i in range(len(pairs))]
+
+    # ------------------------------------------------------------------ internals
+
+    def _train_step(self, pairs: Sequence[QAPair], rng: random.Random, clock: _Clock) -> StepStats:
+        cfg = self.spec.student
+        started = time.perf_counter()
+        batch = _draw(pairs, cfg.batch_prompts, rng)
+        prompts = [self._prompt_ids(p.question) for p in batch]
+        groups = self.engine.generate(
+            prompts, n=cfg.group_size, temperature=cfg.temperature, max_tokens=cfg.max_new_tokens,
+            seed=rng.randrange(2**31),
+        )
+        flat: list[Generation] = [g for group in groups for g in group]
+        labels = [p.answer for p in batch for _ in range(cfg.group_size)]
+        graded = self.task.grade_many([g.text for g in flat], labels)
+        rollouts = pack_rollouts(
+            prompts_B=[prompt for prompt in prompts for _ in range(cfg.group_size)],
+            responses_B=[g.token_ids for g in flat],
+            rewards_B=[self.levels.reward(g.outcome) for g in graded],
+            pad_id=self.tokenizer.pad_token_id,
+        )
+        started = clock.add("rollout", started)
+        stats = self.policy.train_step(rollouts)
+        started = clock.add("train", started)
+        self.engine.load_weights(self.policy.hf_model())
+        self._engine_holds_baseline = False
+        clock.add("sync", started)
+        return stats
+
+    def _prompt_ids(self, question: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": self.task.student_prompt(question)}], tokenize=False, add_generation_prompt=True
+        )
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _draw(pairs: Sequence[QAPair], k: int, rng: random.Random) -> list[QAPair]:
+    """k pairs without replacement, cycling through shuffled copies when the dataset is smaller."""
+    if not pairs:
+        raise ValueError("a student job needs at least one training pair")
+    drawn: list[QAPair] = []
+    while len(drawn) < k:
+        drawn.extend(rng.sample(list(pairs), min(len(pairs), k - len(drawn))))
+    return drawn
