@@ -1,0 +1,1 @@
+"""The inner loop of SOAR: a student worker (trainer + colocated vLLM) that runs inner RLOO jobs."""

@@ -53,6 +53,7 @@ class JobResult:
     job_id: str
     accuracy: float
     correct_Q: list[bool]  # per eval pair
+    answers_Q: list[str]  # the greedy responses they were graded on
     steps: list[StepStats]
     timings: dict[str, float]  # seconds per phase: reset, rollout, train, sync, eval
     weights: StateDict | None = None
@@ -111,26 +112,31 @@ class StudentWorker:
         for _ in range(job.steps):
             steps.append(self._train_step(job.train_pairs, rng, clock))
         started = time.perf_counter()
-        correct_Q = self.evaluate_correct(job.eval_pairs)
+        answers_Q = self.greedy_answers(job.eval_pairs)
+        correct_Q = self._correct(answers_Q, job.eval_pairs)
         clock.add("eval", started)
         return JobResult(
             job_id=job.job_id,
             accuracy=sum(correct_Q) / max(1, len(correct_Q)),
             correct_Q=correct_Q,
+            answers_Q=answers_Q,
             steps=steps,
             timings=clock.seconds,
             weights=self.policy.state_dict() if job.return_weights else None,
         )
 
-    def evaluate_correct(self, pairs: Sequence[QAPair]) -> list[bool]:
-        """Greedy correctness of the current student on each pair."""
+    def greedy_answers(self, pairs: Sequence[QAPair]) -> list[str]:
+        """The current student's greedy response to each question."""
         if not pairs:
             return []
         generations = self.engine.generate(
             [self._prompt_ids(p.question) for p in pairs], n=1, temperature=0.0,
             max_tokens=self.spec.student.max_new_tokens,
         )
-        graded = self.task.grade_many([g[0].text for g in generations], [p.answer for p in pairs])
+        return [g[0].text for g in generations]
+
+    def _correct(self, answers: Sequence[str], pairs: Sequence[QAPair]) -> list[bool]:
+        graded = self.task.grade_many(answers, [p.answer for p in pairs])
         return [g.outcome == Outcome.CORRECT for g in graded]
 
     def sample_correct(self, pairs: Sequence[QAPair], n: int, seed: int) -> list[int]:
