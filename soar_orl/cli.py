@@ -2,6 +2,7 @@
 
     soar config RECIPE [key.sub=value ...]   print the resolved, validated config
     soar run RECIPE [key.sub=value ...]      run a recipe
+    soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -36,6 +37,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from soar_orl.bench import student_pool
+
+    return {"student-pool": student_pool.run}[args.benchmark](args)
+
+
+def _add_bench_parser(commands) -> None:
+    from soar_orl.bench import student_pool
+
+    bench = commands.add_parser("bench", help="benchmarks that print a comparison table")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    student_pool.add_arguments(benchmarks.add_parser("student-pool", help=student_pool.__doc__.splitlines()[0]))
+    bench.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soar", description="SOAR on OpenRLHF")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         _add_recipe_args(sub)
         sub.set_defaults(func=func)
+    _add_bench_parser(commands)
     return parser
 
 

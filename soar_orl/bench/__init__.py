@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table comparing two ways of doing the same work, measured in one run."""
