@@ -51,6 +51,7 @@ class _Pending:
     future: Future
     attempt: int = 1
     failures: list[str] = field(default_factory=list)
+    weights_ref: ray.ObjectRef | None = None
 
 
 class StudentPool:
@@ -93,6 +94,14 @@ class StudentPool:
     def run(self, jobs: list[StudentJob]) -> list[JobResult]:
         """Submit and wait; results in job order. Raises PoolJobError if a job ran out of retries."""
         return [future.result() for future in [self.submit(job) for job in jobs]]
+
+    @staticmethod
+    def fetch_weights(result: JobResult) -> StateDict:
+        """The trained weights of a job run with return_weights (they stay in the worker's
+        object store until fetched, so only promoted students travel)."""
+        if result.weights is None:
+            raise ValueError(f"job {result.job_id} was not run with return_weights=True")
+        return ray.get(result.weights)
 
     def set_baseline(self, state: StateDict) -> None:
         """Promotion: every worker switches to these weights before its next job."""
@@ -160,7 +169,9 @@ class StudentPool:
                 slot.actor.set_baseline.remote(self._baseline_ref)
                 slot.baseline_version = self._baseline_version
             slot.busy_since = time.perf_counter()
-            self._running[slot.actor.run_job.remote(item.job)] = (slot, item)
+            result_ref, weights_ref = slot.actor.run_job.options(num_returns=2).remote(item.job)
+            item.weights_ref = weights_ref if item.job.return_weights else None
+            self._running[result_ref] = (slot, item)
 
     def _collect(self, ref: ray.ObjectRef) -> None:
         slot, item = self._running.pop(ref)
@@ -174,6 +185,7 @@ class StudentPool:
             self._retry(slot, item, f"job raised {type(err).__name__}: {err}")
             return
         result.attempts = item.attempt
+        result.weights = item.weights_ref
         item.future.set_result(result)
 
     def _expire_timeouts(self) -> None:

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from soar_orl.backend import Backend
 from soar_orl.config import StudentConfig
@@ -46,6 +47,7 @@ class StudentJob:
     steps: int
     seed: int
     return_weights: bool = False
+    presample_n: int = 0  # >0: first count correct answers in n samples per train pair (intrinsic reward)
 
 
 @dataclass
@@ -56,7 +58,8 @@ class JobResult:
     answers_Q: list[str]  # the greedy responses they were graded on
     steps: list[StepStats]
     timings: dict[str, float]  # seconds per phase: reset, rollout, train, sync, eval
-    weights: StateDict | None = None
+    weights: Any = None  # the pool's handle on the trained weights (job.return_weights), see pool.fetch_weights
+    presample_correct_N: list[int] = field(default_factory=list)  # per train pair, before training
     attempts: int = 1
 
 
@@ -102,12 +105,18 @@ class StudentWorker:
 
     # ------------------------------------------------------------------ jobs
 
-    def run_job(self, job: StudentJob) -> JobResult:
+    def run_job(self, job: StudentJob) -> tuple[JobResult, StateDict | None]:
+        """The job's result, and its trained weights if asked for. They come apart so that the
+        pool can leave the weights in the worker's object store until a promotion fetches them."""
         clock = _Clock()
         started = time.perf_counter()
         self.reset(job.steps)
         started = clock.add("reset", started)
         rng = random.Random(job.seed)
+        presampled = []
+        if job.presample_n:
+            presampled = self.sample_correct(job.train_pairs, job.presample_n, job.seed)
+            clock.add("presample", started)
         steps = []
         for _ in range(job.steps):
             steps.append(self._train_step(job.train_pairs, rng, clock))
@@ -115,15 +124,16 @@ class StudentWorker:
         answers_Q = self.greedy_answers(job.eval_pairs)
         correct_Q = self._correct(answers_Q, job.eval_pairs)
         clock.add("eval", started)
-        return JobResult(
+        result = JobResult(
             job_id=job.job_id,
             accuracy=sum(correct_Q) / max(1, len(correct_Q)),
             correct_Q=correct_Q,
             answers_Q=answers_Q,
             steps=steps,
             timings=clock.seconds,
-            weights=self.policy.state_dict() if job.return_weights else None,
+            presample_correct_N=presampled,
         )
+        return result, (self.policy.state_dict() if job.return_weights else None)
 
     def greedy_answers(self, pairs: Sequence[QAPair]) -> list[str]:
         """The current student's greedy response to each question."""

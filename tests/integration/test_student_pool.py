@@ -62,7 +62,7 @@ def test_engine_serves_exactly_the_trainers_weights(pool, boxed_digit_model):
 
     result = pool.run([job("sync", 3, return_weights=True)])[0]
     model = AutoModelForCausalLM.from_pretrained(boxed_digit_model, dtype=torch.float32).eval()
-    model.load_state_dict(result.weights)
+    model.load_state_dict(pool.fetch_weights(result))
     tokenizer = AutoTokenizer.from_pretrained(boxed_digit_model)
     prompt_of = MathTask.__new__(MathTask).student_prompt
     for pair, engine_answer in zip(EVAL, result.answers_Q):
@@ -76,8 +76,9 @@ def test_engine_serves_exactly_the_trainers_weights(pool, boxed_digit_model):
 
 def test_different_seeds_train_different_students(pool):
     first, second = pool.run([job("seed1", 3, seed=1, return_weights=True), job("seed2", 3, seed=2, return_weights=True)])
-    assert first.weights.keys() == second.weights.keys()
-    assert any(not torch.equal(first.weights[k], second.weights[k]) for k in first.weights)
+    first_weights, second_weights = pool.fetch_weights(first), pool.fetch_weights(second)
+    assert first_weights.keys() == second_weights.keys()
+    assert any(not torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
 
 
 def test_killed_worker_is_replaced_and_its_job_retried(pool):
