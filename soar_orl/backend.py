@@ -104,9 +104,13 @@ def _sync_weights_cuda_ipc(llm, model) -> None:
 
 
 def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster that `ray start` made (GPU clusters), else start a local one. On CPU
-    the local cluster declares `declared_gpus` GPUs: placement groups then reserve them like
-    real GPUs while torch and vLLM run on the CPU."""
+    """Join the Ray cluster that `ray start` made (GPU clusters), else start a local one.
+
+    On CPU the local cluster declares `declared_gpus` GPUs: placement groups reserve them like
+    real GPUs while torch and vLLM run on the CPU. Its CPUs are a logical scheduling budget
+    (OpenRLHF reserves a CPU per GPU bundle, plus controller actors), not the cores: 2 physical
+    cores would deadlock a teacher pool beside a student pool, so we declare at least 16.
+    """
     import ray
 
     import soar_orl
@@ -114,15 +118,20 @@ def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) 
     if ray.is_initialized():
         return
     # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path).
-    runtime_env = {"py_modules": [os.path.dirname(soar_orl.__file__)]}
+    runtime_env: dict = {"py_modules": [os.path.dirname(soar_orl.__file__)]}
     if backend == "cuda":
         try:
             ray.init(address="auto", runtime_env=runtime_env)
         except ConnectionError:
             ray.init(runtime_env=runtime_env)
         return
+    # vLLM engines that OpenRLHF creates read these in their own processes.
+    runtime_env["env_vars"] = {
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
+    }
     ray.init(
-        num_cpus=num_cpus or max(2, os.cpu_count() or 2),
+        num_cpus=num_cpus or max(16, os.cpu_count() or 2),
         num_gpus=declared_gpus,
         include_dashboard=False,
         runtime_env=runtime_env,

@@ -11,6 +11,7 @@ validation are instant.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from soar_orl.config import ConfigError, dump_config, load_config
@@ -29,12 +30,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, args.overrides)
-    print(
-        f"recipe {args.recipe} is valid (meta.mode={cfg.meta.mode}), but the SOAR outer loop is "
-        "not implemented yet (issue 5); `soar config` shows the resolved config.",
-        file=sys.stderr,
-    )
-    return 2
+    logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not cfg.meta.uses_teacher:
+        print(f"meta.mode={cfg.meta.mode} (vanilla OpenRLHF RLVR) is not wired to `soar run` yet", file=sys.stderr)
+        return 2
+    from soar_orl.meta.loop import run_soar
+
+    run_dir = run_soar(cfg)
+    print(f"run directory: {run_dir.path}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -82,8 +82,8 @@ class TeacherConfig(_Section):
     """Sampling temperature of teacher outputs."""
     max_new_tokens: int = Field(512, ge=8)
     """Longest teacher output; longer ones are rejected as over-long."""
-    max_sampling_rounds: int = Field(8, ge=1)
-    """Rejection sampling gives up after this many rounds of g*n samples without g*n valid pairs."""
+    max_attempts_factor: int = Field(8, ge=1)
+    """Rejection sampling gives up after max_attempts_factor x g*n samples without g*n valid pairs."""
     lr: float = Field(1e-5, gt=0.0)
     """Teacher learning rate (AdamW, cosine decay)."""
     kl_coef: float = Field(1e-3, ge=0.0)

@@ -1,25 +1,32 @@
-"""Fixtures for the real-stack tests: a tiny student that already answers in the math format."""
+"""Fixtures for the real-stack tests: tiny Llamas fine-tuned in seconds (plain torch) so that
+they already speak the formats the pipeline parses."""
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from soar_orl.tasks.math import MathTask
+from soar_orl.tiny_model import TinyLlamaSpec
 
-def sft_boxed_digit_model(out_dir: Path, steps: int = 150, seed: int = 0) -> Path:
-    """A tiny Llama fine-tuned (plain torch, seconds) to answer any math prompt with
-    `\\boxed{d}` for a random digit d: a base student that is right 1 time in 10 on a dataset
-    whose answers are all the same digit, so RLOO has signal to learn from."""
+TEACHER_INSTRUCTION = "Write one addition problem as <question>...</question> <answer>\\boxed{...}</answer>"
+# MathTask's prompt formats need no verifier process: skip __init__, which starts one.
+MATH_FORMATS = MathTask.__new__(MathTask)
+
+
+def sft_tiny_model(
+    out_dir: Path, example: Callable[[random.Random], tuple[str, str]], steps: int = 150, seed: int = 0
+) -> Path:
+    """A tiny Llama trained on (user message, assistant answer) pairs drawn from `example`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from soar_orl.tasks.math import MathTask
     from soar_orl.tiny_model import make_tiny_llama
 
-    make_tiny_llama(out_dir, seed=seed)
+    make_tiny_llama(out_dir, TinyLlamaSpec(max_position_embeddings=1024), seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model = AutoModelForCausalLM.from_pretrained(out_dir)
-    task = MathTask.__new__(MathTask)  # only student_prompt is used: no verifier process needed
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -27,21 +34,43 @@ def sft_boxed_digit_model(out_dir: Path, steps: int = 150, seed: int = 0) -> Pat
     for _ in range(steps):
         texts = []
         for _ in range(16):
-            question = f"What is {rng.randint(1, 99)} + {rng.randint(1, 99)}?"
+            user, answer = example(rng)
             prompt = tokenizer.apply_chat_template(
-                [{"role": "user", "content": task.student_prompt(question)}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
             )
-            texts.append(prompt + f"\\boxed{{{rng.randint(0, 9)}}}" + tokenizer.eos_token)
+            texts.append(prompt + answer + tokenizer.eos_token)
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
+        model(**batch, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     model.save_pretrained(out_dir)
     return out_dir
 
 
+def boxed_digit_example(rng: random.Random) -> tuple[str, str]:
+    """A student that answers any math prompt with `\\boxed{d}`, d a random digit: right 1 time
+    in 10 on a dataset whose answers are all the same digit, so RLOO has signal."""
+    question = f"What is {rng.randint(1, 99)} + {rng.randint(1, 99)}?"
+    return MATH_FORMATS.student_prompt(question), f"\\boxed{{{rng.randint(0, 9)}}}"
+
+
+def soar_example(rng: random.Random) -> tuple[str, str]:
+    """Both roles on small sums: as teacher, write `a + b` problems in the teacher format; as
+    student, box the right sum half of the time and a random digit otherwise, so that students
+    start neither hopeless nor perfect and their accuracy moves when they train."""
+    a, b = rng.randint(1, 4), rng.randint(1, 4)
+    if rng.random() < 0.5:
+        return TEACHER_INSTRUCTION, f"<question>What is {a} + {b}?</question> <answer>\\boxed{{{a + b}}}</answer>"
+    answer = a + b if rng.random() < 0.5 else rng.randint(0, 9)
+    return MATH_FORMATS.student_prompt(f"What is {a} + {b}?"), f"\\boxed{{{answer}}}"
+
+
 @pytest.fixture(scope="session")
 def boxed_digit_model(tmp_path_factory) -> Path:
-    return sft_boxed_digit_model(tmp_path_factory.mktemp("boxed_digit"))
+    return sft_tiny_model(tmp_path_factory.mktemp("boxed_digit"), boxed_digit_example)
+
+
+@pytest.fixture(scope="session")
+def soar_model(tmp_path_factory) -> Path:
+    return sft_tiny_model(tmp_path_factory.mktemp("soar_model"), soar_example, steps=250)

@@ -1,0 +1,36 @@
+"""Recipe names -> local paths: models and problem sets, including the embedded `builtin:` ones.
+
+`model.teacher: builtin:arith` is the arithmetic world's base model (pretrained on first use,
+then loaded from the cache); `data.hard_train: builtin:arith/hard_train` its fail@k split. Any
+other value is a local Hugging Face folder / JSONL / Parquet path or a hub name.
+"""
+
+from __future__ import annotations
+
+
+from soar_orl.tasks.base import Problem
+from soar_orl.tasks.math import load_problems
+
+BUILTIN = "builtin:"
+
+
+def resolve_model(name: str) -> str:
+    if not name.startswith(BUILTIN):
+        return name
+    world = name.removeprefix(BUILTIN)
+    if world == "arith":
+        from soar_orl.tasks.arith_world import resolve_model as resolve_arith_model
+
+        return str(resolve_arith_model())
+    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith)")
+
+
+def resolve_problems(source: str) -> list[Problem]:
+    if not source.startswith(BUILTIN):
+        return load_problems(source)
+    world, _, split = source.removeprefix(BUILTIN).partition("/")
+    if world == "arith" and split in ("hard_train", "hard_test"):
+        from soar_orl.tasks.arith_world import resolve_hard_split
+
+        return load_problems(str(resolve_hard_split(split)))
+    raise ValueError(f"unknown built-in problem set {source!r} (known: builtin:arith/hard_train, builtin:arith/hard_test)")
