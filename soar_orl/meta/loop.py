@@ -88,15 +88,15 @@ def run_soar(cfg: SoarConfig) -> RunDir:
     if state is not None:
         start_step = state["next_step"]
         tracker.load_state_dict(state["promotion"])
-        if (run_dir.teacher_dir / "config.json").exists():
-            teacher_dir = str(run_dir.teacher_dir)
+        if run_dir.latest_teacher() is not None:
+            teacher_dir = str(run_dir.latest_teacher())
         baseline = run_dir.load_baseline()
         if baseline is not None:
             pool.set_baseline(baseline)
         run_dir.truncate_jsonl("metrics.jsonl", keep_steps_below=start_step)
         run_dir.truncate_jsonl("promoted_questions.jsonl", keep_steps_below=start_step)
         log.info("resuming %s at step %d with %d promotions", run_dir.path, start_step, len(tracker.archive))
-    teacher = Teacher(cfg, backend, teacher_dir, str(run_dir.teacher_dir))
+    teacher = Teacher(cfg, backend, teacher_dir, str(run_dir.teacher_staging_dir))
 
     def sample_teacher(step: int) -> TeacherBatch:
         started = time.perf_counter()
@@ -210,6 +210,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
             if (step + 1) % meta.checkpoint_every == 0 or step + 1 == meta.outer_steps:
                 if meta.trains_teacher:
                     teacher.save()
+                    run_dir.publish_teacher()
                 run_dir.save_loop_state({"next_step": step + 1, "promotion": tracker.state_dict()})
     finally:
         metrics.close()

