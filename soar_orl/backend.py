@@ -117,8 +117,12 @@ def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) 
 
     if ray.is_initialized():
         return
-    # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path).
-    runtime_env: dict = {"py_modules": [os.path.dirname(soar_orl.__file__)]}
+    # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path),
+    # and our SOAR_* settings (e.g. the RLVR reward function's task) to every process.
+    runtime_env: dict = {
+        "py_modules": [os.path.dirname(soar_orl.__file__)],
+        "env_vars": {k: v for k, v in os.environ.items() if k.startswith("SOAR_")},
+    }
     if backend == "cuda":
         try:
             ray.init(address="auto", runtime_env=runtime_env)
@@ -126,10 +130,10 @@ def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) 
             ray.init(runtime_env=runtime_env)
         return
     # vLLM engines that OpenRLHF creates read these in their own processes.
-    runtime_env["env_vars"] = {
-        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
-    }
+    runtime_env["env_vars"].update(
+        VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
+    )
     ray.init(
         num_cpus=num_cpus or max(16, os.cpu_count() or 2),
         num_gpus=declared_gpus,

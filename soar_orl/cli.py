@@ -3,6 +3,7 @@
     soar config RECIPE [key.sub=value ...]   print the resolved, validated config
     soar run RECIPE [key.sub=value ...]      run a recipe
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
+    soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -31,28 +32,28 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.recipe, args.overrides)
     logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not cfg.meta.uses_teacher:
-        print(f"meta.mode={cfg.meta.mode} (vanilla OpenRLHF RLVR) is not wired to `soar run` yet", file=sys.stderr)
-        return 2
-    from soar_orl.meta.loop import run_soar
-
-    run_dir = run_soar(cfg)
+    if cfg.meta.uses_teacher:
+        from soar_orl.meta.loop import run_soar as run_recipe
+    else:
+        from soar_orl.meta.rlvr import run_rlvr as run_recipe
+    run_dir = run_recipe(cfg)
     print(f"run directory: {run_dir.path}")
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from soar_orl.bench import student_pool
+    from soar_orl.bench import pipeline, student_pool
 
-    return {"student-pool": student_pool.run}[args.benchmark](args)
+    return {"student-pool": student_pool.run, "pipeline": pipeline.run}[args.benchmark](args)
 
 
 def _add_bench_parser(commands) -> None:
-    from soar_orl.bench import student_pool
+    from soar_orl.bench import pipeline, student_pool
 
     bench = commands.add_parser("bench", help="benchmarks that print a comparison table")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
-    student_pool.add_arguments(benchmarks.add_parser("student-pool", help=student_pool.__doc__.splitlines()[0]))
+    for name, module in (("student-pool", student_pool), ("pipeline", pipeline)):
+        module.add_arguments(benchmarks.add_parser(name, help=module.__doc__.splitlines()[0]))
     bench.set_defaults(func=cmd_bench)
 
 

@@ -200,6 +200,9 @@ def run_soar(cfg: SoarConfig) -> RunDir:
                 **{f"teacher/{k}": v for k, v in teacher_status.items() if isinstance(v, (int, float))},
                 "time/teacher_sampling": batch.seconds,
                 "time/students": student_seconds,
+                # Seconds the pool's workers spent on this step's jobs, per worker.
+                "time/students_busy": sum(sum(res.timings.values()) for res in [baseline, *sum(results_GR, [])])
+                / pool.num_workers,
                 "time/teacher_update": update_seconds,
                 "time/step": time.perf_counter() - step_started,
                 "time/policy_lag": 1 if meta.async_ and step > start_step else 0,

@@ -1,0 +1,112 @@
+"""The vanilla RLVR baselines, Hard-Only and Oracle, through OpenRLHF's own Ray trainer.
+
+    bash run.sh recipes/math_hard_only.yaml     # RLOO on the hard train split
+    bash run.sh recipes/math_oracle.yaml        # RLOO on the full real training set
+
+Nothing SOAR-specific trains here: `openrlhf.cli.train_ppo_ray.train` runs with the student's
+hyperparameters of the same recipe (batch_prompts x group_size samples per step, lr, KL, sampling),
+`meta.rlvr_steps` optimizer steps, and a reward function file that grades like the student pool
+(student/rlvr_reward.py). The run directory has the same layout as a SOAR run: OpenRLHF's
+TensorBoard scalars are copied into metrics.jsonl (namespaced `rlvr/`), and the trained student
+lands in checkpoints/student.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from soar_orl.backend import Backend, init_ray, openrlhf_dtype, resolve_backend
+from soar_orl.config import SoarConfig
+from soar_orl.meta.run_dir import RunDir
+from soar_orl.openrlhf_args import openrlhf_args
+from soar_orl.resolve import resolve_model, resolve_problems
+from soar_orl.student import rlvr_reward
+from soar_orl.tasks import build_task
+
+TB_SUBDIR = "openrlhf"
+
+
+def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, num_prompts: int, run_dir: RunDir) -> dict[str, Any]:
+    student, pools = cfg.student, cfg.pools
+    steps_per_episode = max(1, num_prompts // student.batch_prompts)
+    return {
+        "actor.model_name_or_path": model_dir,
+        "actor.num_nodes": 1,
+        "actor.num_gpus_per_node": pools.student_gpus,
+        "ref.num_nodes": 1,
+        "ref.num_gpus_per_node": pools.student_gpus,
+        "actor.adam.lr": student.lr,
+        "actor.lr_warmup_ratio": 0.0,
+        "algo.advantage.estimator": "rloo",
+        "algo.kl.init_coef": student.kl_coef,
+        "rollout.n_samples_per_prompt": student.group_size,
+        "rollout.batch_size": student.batch_prompts,
+        "rollout.micro_batch_size": student.train_micro_batch_size,
+        "rollout.max_new_tokens": student.max_new_tokens,
+        "rollout.temperature": student.temperature,
+        "train.batch_size": student.batch_prompts * student.group_size,
+        "train.micro_batch_size": student.train_micro_batch_size,
+        "train.num_episodes": math.ceil(cfg.meta.rlvr_steps / steps_per_episode),
+        "train.colocate_all": True,
+        "train.seed": cfg.run.seed,
+        "data.prompt_dataset": str(prompts),
+        "data.input_key": "prompt",
+        "data.label_key": "label",
+        "data.apply_chat_template": True,
+        "data.max_len": cfg.model.max_model_len,
+        "data.max_samples": cfg.meta.rlvr_steps * student.batch_prompts,
+        "reward.remote_url": rlvr_reward.__file__,
+        "vllm.num_engines": pools.student_gpus // pools.gpus_per_student_worker,
+        "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
+        "vllm.gpu_memory_utilization": pools.vllm_gpu_memory_utilization,
+        "vllm.enforce_eager": backend == "cpu",
+        "vllm.sync_backend": "reload" if backend == "cpu" else "nccl",
+        "ds.param_dtype": openrlhf_dtype(cfg.model.dtype),
+        "ds.attn_implementation": "sdpa" if backend == "cpu" else "flash_attention_2",
+        "ds.zero_stage": 2,
+        "logger.tensorboard_dir": str(run_dir.path),
+        "logger.wandb.run_name": TB_SUBDIR,
+        "ckpt.output_dir": str(run_dir.checkpoints / "student"),
+    }
+
+
+def run_rlvr(cfg: SoarConfig) -> RunDir:
+    from openrlhf.cli.train_ppo_ray import train
+
+    run_dir = RunDir(cfg)
+    backend = resolve_backend(cfg.backend)
+    task = build_task(cfg.data.task)
+    source = cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train
+    problems = resolve_problems(source)
+    prompts = run_dir.path / "rlvr_prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": task.student_prompt(p.problem), "label": p.answer}) + "\n" for p in problems)
+    )
+    # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from
+    # the environment, which init_ray forwards to every Ray worker.
+    os.environ[rlvr_reward.TASK_ENV] = cfg.data.task
+    os.environ[rlvr_reward.LEVELS_ENV] = json.dumps(cfg.student.reward.levels().__dict__)
+    init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
+    model_dir = resolve_model(cfg.model.student)
+    args = openrlhf_args(rlvr_flags(cfg, backend, model_dir, prompts, len(problems), run_dir))
+    train(args)
+    _copy_scalars(run_dir)
+    return run_dir
+
+
+def _copy_scalars(run_dir: RunDir) -> None:
+    """OpenRLHF's TensorBoard scalars -> metrics.jsonl, one line per step (the shared layout)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir.path / TB_SUBDIR))
+    events.Reload()
+    by_step: dict[int, dict[str, float]] = {}
+    for tag in events.Tags()["scalars"]:
+        for event in events.Scalars(tag):
+            by_step.setdefault(event.step, {})[f"rlvr/{tag.removeprefix('train/')}"] = event.value
+    for step in sorted(by_step):
+        run_dir.append_jsonl("metrics.jsonl", {"step": step, **by_step[step]})
