@@ -52,6 +52,18 @@ def openrlhf_dtype(dtype: str) -> str:
     return {"bfloat16": "bf16", "float32": "fp32"}[dtype]
 
 
+def openrlhf_backend_flags(backend: Backend, dtype: str) -> dict[str, object]:
+    """The OpenRLHF flags that differ between backends, for every trainer we launch: on CPU,
+    SDPA attention (no flash-attn), eager vLLM, and weight sync by reload from shared memory
+    (patches/0004) instead of NCCL/CUDA IPC."""
+    return {
+        "ds.param_dtype": openrlhf_dtype(dtype),
+        "ds.attn_implementation": "sdpa" if backend == "cpu" else "flash_attention_2",
+        "vllm.enforce_eager": backend == "cpu",
+        "vllm.sync_backend": "reload" if backend == "cpu" else "nccl",
+    }
+
+
 def vllm_engine_kwargs(backend: Backend, dtype: str, max_model_len: int, seed: int) -> dict:
     """Keyword arguments for `vllm.LLM` that depend on the backend.
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from soar_orl.backend import Backend, init_ray, openrlhf_dtype, resolve_backend
+from soar_orl.backend import Backend, init_ray, openrlhf_backend_flags, resolve_backend
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
 from soar_orl.openrlhf_args import openrlhf_args
@@ -63,11 +63,8 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "vllm.num_engines": pools.student_gpus // pools.gpus_per_student_worker,
         "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
         "vllm.gpu_memory_utilization": pools.vllm_gpu_memory_utilization,
-        "vllm.enforce_eager": backend == "cpu",
-        "vllm.sync_backend": "reload" if backend == "cpu" else "nccl",
-        "ds.param_dtype": openrlhf_dtype(cfg.model.dtype),
-        "ds.attn_implementation": "sdpa" if backend == "cpu" else "flash_attention_2",
         "ds.zero_stage": 2,
+        **openrlhf_backend_flags(backend, cfg.model.dtype),
         "logger.tensorboard_dir": str(run_dir.path),
         "logger.wandb.run_name": TB_SUBDIR,
         "ckpt.output_dir": str(run_dir.checkpoints / "student"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from soar_orl.backend import free_port, openrlhf_dtype, set_distributed_env
+from soar_orl.backend import Backend, free_port, openrlhf_backend_flags, set_distributed_env
 from soar_orl.config import StudentConfig
 from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.student.rollout import RolloutBatch
@@ -33,7 +33,7 @@ class StepStats:
 
 
 class StudentPolicy:
-    def __init__(self, model_dir: str | Path, student: StudentConfig, dtype: str, seed: int) -> None:
+    def __init__(self, model_dir: str | Path, student: StudentConfig, dtype: str, seed: int, backend: Backend) -> None:
         from openrlhf.models import Actor, PolicyLoss
         from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
         from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
@@ -42,7 +42,6 @@ class StudentPolicy:
 
         self.student = student
         self.model_dir = str(model_dir)
-        self.param_dtype = openrlhf_dtype(dtype)
         self.torch_dtype = getattr(torch, dtype)
         rollout_batch = student.batch_prompts * student.group_size
         # A worker is its own single-rank DeepSpeed world; workers never all-reduce together.
@@ -55,9 +54,8 @@ class StudentPolicy:
                 "actor.adam.lr": student.lr,
                 "actor.lr_warmup_ratio": 0.0,
                 "actor.lr_scheduler": "cosine_with_min_lr",
-                "ds.param_dtype": self.param_dtype,
-                "ds.attn_implementation": "sdpa",
                 "ds.zero_stage": 2,
+                **openrlhf_backend_flags(backend, dtype),
                 "algo.advantage.estimator": "rloo",
                 "algo.kl.init_coef": student.kl_coef,
                 "rollout.n_samples_per_prompt": student.group_size,
@@ -73,7 +71,10 @@ class StudentPolicy:
         self.strategy.setup_distributed()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.hf_config = AutoConfig.from_pretrained(self.model_dir)
-        base = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.torch_dtype)
+        self.attn_implementation = self.args.ds.attn_implementation
+        base = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, dtype=self.torch_dtype, attn_implementation=self.attn_implementation
+        )
         self.baseline: StateDict = {k: v.detach().clone() for k, v in base.state_dict().items()}
         # The KL anchor is the baseline student (it moves with promotions), held as a frozen Actor.
         self.reference = _actor_around(Actor, base.eval().requires_grad_(False), student.temperature)
@@ -94,7 +95,9 @@ class StudentPolicy:
             self.actor.model.destroy()
             self.actor = self.optimizer = self.scheduler = None
             gc.collect()
-        model = self._model_cls.from_config(self.hf_config, dtype=self.torch_dtype)
+        model = self._model_cls.from_config(
+            self.hf_config, dtype=self.torch_dtype, attn_implementation=self.attn_implementation
+        )
         model.load_state_dict(self.baseline)
         actor = _actor_around(self._actor_cls, model, self.student.temperature)
         optim_cfg = dict(

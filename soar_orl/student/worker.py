@@ -78,7 +78,7 @@ class StudentWorker:
         self.spec = spec
         self.task = build_task(spec.task)
         self.levels = spec.student.reward.levels()
-        self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed)
+        self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed, spec.backend)
         self.engine = RolloutEngine(
             spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization
         )

@@ -25,7 +25,7 @@ from typing import Any
 import ray
 from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
-from soar_orl.backend import Backend, openrlhf_dtype
+from soar_orl.backend import Backend, openrlhf_backend_flags
 from soar_orl.config import SoarConfig
 from soar_orl.openrlhf_args import openrlhf_args
 
@@ -113,11 +113,8 @@ def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir:
         "vllm.num_engines": pools.teacher_vllm_engines,
         "vllm.tensor_parallel_size": max(1, pools.teacher_gpus // pools.teacher_vllm_engines),
         "vllm.gpu_memory_utilization": pools.vllm_gpu_memory_utilization,
-        "vllm.enforce_eager": backend == "cpu",
-        "vllm.sync_backend": "reload" if backend == "cpu" else "nccl",
-        "ds.param_dtype": openrlhf_dtype(cfg.model.dtype),
-        "ds.attn_implementation": "sdpa" if backend == "cpu" else "flash_attention_2",
         "ds.zero_stage": 2,
+        **openrlhf_backend_flags(backend, cfg.model.dtype),
         "ckpt.output_dir": output_dir,
     }
     flags.update(teacher.openrlhf_args)
