@@ -7,7 +7,6 @@ other value is a local Hugging Face folder / JSONL / Parquet path or a hub name.
 
 from __future__ import annotations
 
-
 from soar_orl.tasks.base import Problem
 from soar_orl.tasks.math import load_problems
 
@@ -19,9 +18,9 @@ def resolve_model(name: str) -> str:
         return name
     world = name.removeprefix(BUILTIN)
     if world == "arith":
-        from soar_orl.tasks.arith_world import resolve_model as resolve_arith_model
+        from soar_orl.tasks.arith_model import base_model_dir
 
-        return str(resolve_arith_model())
+        return str(base_model_dir())
     raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith)")
 
 
@@ -30,7 +29,7 @@ def resolve_problems(source: str) -> list[Problem]:
         return load_problems(source)
     world, _, split = source.removeprefix(BUILTIN).partition("/")
     if world == "arith" and split in ("hard_train", "hard_test"):
-        from soar_orl.tasks.arith_world import resolve_hard_split
+        from soar_orl.tasks.arith_hard import SPLIT_FILES, hard_split_dir
 
-        return load_problems(str(resolve_hard_split(split)))
+        return load_problems(str(hard_split_dir() / SPLIT_FILES[split]))
     raise ValueError(f"unknown built-in problem set {source!r} (known: builtin:arith/hard_train, builtin:arith/hard_test)")
