@@ -2,17 +2,21 @@
 
 Why this world: SOAR's claim (a teacher learns to write stepping stones towards problems the
 student solves 0/k) should be visible on a laptop CPU in minutes, which a 3B model on MATH cannot
-show. Here a problem is a sum of integers such as `407+58+6`; its difficulty is the digit count
-of each operand, so "harder" is a continuum a teacher can walk along by writing one more digit
-or one more term. The base model (tasks/arith_model.py) is pretrained on the easy
-bands only; the hard split is what it then solves 0/k among the hard bands
-(tasks/arith_hard.py); every size in between is a stepping stone nobody showed it.
+show. Here a problem is a sum of integers such as `407+58`, and its band is the digit count of
+each operand. The base model (tasks/arith_model.py) learns the easy bands (up to 2 digits)
+thoroughly and the edge bands (one 3-digit operand) only a little, so its competence falls off
+gradually: it solves 3+1-digit sums about one time in ten and most 3+3-digit sums almost never.
+The hard split keeps the edge problems it solved 0/k (tasks/arith_hard.py), as fail@k keeps the
+MATH problems a model never solves; the teacher's stepping stones are everything it can write
+in between. Bands never shown at all (4 digits, 3 terms) are solved 0 times in thousands of
+samples: a character-level model trained from scratch does not extrapolate, so those are
+useless to a student and a teacher that writes them should learn not to.
 
 Formats (short on purpose: the model reads characters, and max_model_len is about 256):
-- question: the bare expression, `407+58+6`;
-- student prompt: `407+58+6=`; student answer: `\\boxed{471}`;
+- question: the bare expression, `407+58`;
+- student prompt: `407+58=`; student answer: `\\boxed{465}`;
 - teacher: the shared instruction/parser machinery with a short arithmetic template, so the
-  teacher writes `<question>407+58+6</question> <answer>\\boxed{471}</answer>`.
+  teacher writes `<question>407+58</question> <answer>\\boxed{465}</answer>`.
 
 Grading reads the last box and compares integers exactly. Model output is only ever matched
 against `[+-]?[0-9]+`, never evaluated: `\\boxed{2+5}` is a wrong answer, not 7.
@@ -110,7 +114,9 @@ class ArithTask(Task):
     name = "arith"
 
     def __init__(self, prompt: TeacherPromptParams | None = None, parser: ParserParams | None = None) -> None:
-        default_prompt = TeacherPromptParams(topics=ARITH_TOPICS, subject="arithmetic", template=ARITH_TEMPLATE)
+        default_prompt = TeacherPromptParams(
+            topics=ARITH_TOPICS, subject="arithmetic", template=ARITH_TEMPLATE
+        )
         # Answers are integers of a few digits: a long question or answer is a run-on sample.
         default_parser = ParserParams(max_question_chars=64, max_answer_chars=MAX_ANSWER_DIGITS + 1)
         super().__init__(prompt or default_prompt, parser or default_parser)

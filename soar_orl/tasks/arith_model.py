@@ -1,0 +1,218 @@
+"""The arithmetic world's base model: a tiny character-level Llama pretrained on the easy bands.
+
+SOAR starts teacher and student from one base model. Here we make it ourselves, in minutes on a
+CPU: `soar pretrain-arith` (or the first `resolve_model("builtin:arith")`) trains a 1M-parameter
+Llama from scratch on two kinds of chat examples, drawn from the easy bands and, in a small
+share, from the edge bands (see tasks/arith.py for why both):
+- student examples, `<s>57+38=\\n\\boxed{95}</s>`, so the student answers in the graded format;
+- teacher examples, the task's fixed instruction followed by
+  `<question>57+38</question> <answer>\\boxed{95}</answer>`, so the *untrained* teacher already
+  writes parseable pairs (SOAR rejects the rest, and a low valid rate would waste the run).
+The loss covers the response only. Batches of the two kinds are run separately: a teacher
+prompt is ten times longer than a student one, and mixing them would pad every student example
+to the teacher's length.
+
+The result is cached in `arith-base-<hash>` under the soar-orl cache (soar_orl/cache.py); the hash
+covers the settings below, the characters, the prompts and WORLD_VERSION, which must be bumped
+whenever the code changes what a given setting produces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soar_orl.cache import build_once, cache_root, content_hash
+from soar_orl.tasks.arith import ArithTask, Band, sample_expression, student_answer
+from soar_orl.teacher.parser import QAPair, format_teacher_output
+from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
+
+WORLD_VERSION = 1
+EASY_BANDS = (Band((1, 1)), Band((2, 1)), Band((1, 2)), Band((2, 2)))
+EDGE_BANDS = (Band((3, 1)), Band((1, 3)), Band((3, 2)), Band((2, 3)), Band((3, 3)))
+SETTINGS_FILE = "arith_world.json"  # written beside the weights: what made them, and how long it took
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides the base model (all of it enters the cache hash)."""
+
+    easy_bands: tuple[Band, ...] = EASY_BANDS
+    """Bands the base model is taught thoroughly (drawn uniformly, 1 - edge_share of the data)."""
+    edge_bands: tuple[Band, ...] = EDGE_BANDS
+    """Bands it is only shown a little of (drawn uniformly, edge_share of the data)."""
+    edge_share: float = 0.25
+    """Small enough that the base model only half-learns the edge bands (greedy: 3+1 digits 21%,
+    3+2 7%, 3+3 0%), so its competence falls off gradually instead of at a cliff. Bands it is
+    never shown are no use to SOAR: it solves them 0 times in thousands of samples (measured for
+    3+2 digits after pretraining on 3+1 and 2+2, and for 4-digit and 3-term sums), so no reward
+    ever reaches them."""
+    spec: TinyLlamaSpec = field(
+        default_factory=lambda: TinyLlamaSpec(
+            hidden_size=128, intermediate_size=512, num_hidden_layers=4, max_position_embeddings=256
+        )
+    )
+    """Model shape; head_dim 64 (hidden / heads) is what vLLM's CPU attention accepts."""
+    steps: int = 1500
+    """About 5 minutes on 2 idle cores; the 2-digit bands click between steps 500 and 1200."""
+    batch_size: int = 64
+    """Examples per optimizer step, student and teacher together."""
+    teacher_share: float = 1 / 8
+    """Share of each batch in the teacher's format. 1/16 already gives ~97% parseable outputs, but
+    only ~20% of them with a correct answer; 1/8 gives ~50%, and the answers are the labels."""
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    """Cosine decay from lr to lr * min_lr_ratio."""
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.easy_bands:
+            raise ValueError("easy_bands must name at least one band")
+        if not 0 <= self.edge_share < 1 or (self.edge_share > 0 and not self.edge_bands):
+            raise ValueError(f"edge_share must lie in [0, 1) and needs edge_bands, got {self.edge_share}")
+        if not 0 < round(self.batch_size * self.teacher_share) < self.batch_size:
+            raise ValueError(
+                f"teacher_share {self.teacher_share} of batch_size {self.batch_size} must leave at least "
+                "one example of each kind"
+            )
+        if self.steps < 1 or self.lr <= 0:
+            raise ValueError(f"steps and lr must be positive, got {self.steps}, {self.lr}")
+
+
+def world_chars(task: ArithTask) -> str:
+    """The tokenizer's characters: every character of the prompts, tags and answers (sorted,
+    so the vocabulary does not depend on the order the strings are listed in)."""
+    texts = [
+        "0123456789",
+        task.teacher_prompt(),
+        task.student_prompt("1+1"),
+        student_answer(1),
+        format_teacher_output(QAPair("1", "1")),
+        "\n",  # the chat template ends the user turn with a newline
+    ]
+    return "".join(sorted(set("".join(texts))))
+
+
+def settings_key(settings: PretrainSettings, task: ArithTask) -> dict[str, Any]:
+    """What the cache hash covers (JSON-ready)."""
+    return {
+        "world_version": WORLD_VERSION,
+        "settings": asdict(settings),
+        "chars": world_chars(task),
+        "teacher_prompt": task.teacher_prompt(),
+        "student_prompt": task.student_prompt("{q}"),
+    }
+
+
+def base_model_dir(settings: PretrainSettings | None = None, rebuild: bool = False) -> Path:
+    """The cached base model folder, pretrained first if it does not exist yet."""
+    settings = settings or PretrainSettings()
+    task = ArithTask()
+    folder = cache_root() / f"arith-base-{content_hash(settings_key(settings, task))}"
+    return build_once(folder, lambda out: pretrain(out, settings, task), rebuild=rebuild)
+
+
+# ---------------------------------------------------------------------------- pretraining
+
+
+def chat_prompt(tokenizer, text: str) -> str:
+    """`text` as a user turn, ready for the assistant's answer (the chat template every
+    consumer applies: OpenRLHF, the student workers, our vLLM measurements)."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def _batch(tokenizer, examples: list[tuple[str, str]]):
+    """Right-padded input ids and labels; labels are -100 on the prompt and the padding."""
+    import torch
+
+    rows, labels = [], []
+    for prompt, response in examples:
+        prompt_ids = tokenizer(chat_prompt(tokenizer, prompt), add_special_tokens=False).input_ids
+        response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False).input_ids
+        rows.append(prompt_ids + response_ids)
+        labels.append([-100] * len(prompt_ids) + response_ids)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+    label_ids = torch.tensor([row + [-100] * (width - len(row)) for row in labels])
+    return input_ids, label_ids
+
+
+def _examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, count: int, teacher: bool):
+    examples = []
+    for _ in range(count):
+        bands = settings.edge_bands if rng.random() < settings.edge_share else settings.easy_bands
+        question, value = sample_expression(rng.choice(bands), rng)
+        if teacher:
+            examples.append((task.teacher_prompt(), format_teacher_output(QAPair(question, str(value)))))
+        else:
+            examples.append((task.student_prompt(question), student_answer(value)))
+    return examples
+
+
+def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None:
+    """Train a fresh tiny Llama on the easy bands and save it (HF folder) into `out_dir`."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    make_tiny_llama(out_dir, settings.spec, chars=world_chars(task), seed=settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=settings.weight_decay
+    )
+
+    def lr_factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / settings.warmup_steps)
+        progress = min(1.0, step / settings.steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return warmup * (settings.min_lr_ratio + (1 - settings.min_lr_ratio) * cosine)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    rng = random.Random(f"arith-pretrain:{settings.seed}")
+    torch.manual_seed(settings.seed)
+    n_teacher = round(settings.batch_size * settings.teacher_share)
+    started, cpu_started, losses = time.monotonic(), time.process_time(), []
+    model.train()
+    bar = tqdm(range(settings.steps), desc="pretrain arith base", unit="step")
+    for _step in bar:
+        parts = [
+            _batch(tokenizer, _examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False)),
+            _batch(tokenizer, _examples(task, settings, rng, n_teacher, teacher=True)),
+        ]
+        # Mean over all response tokens of both parts, as if they were one batch.
+        n_tokens = sum(int((labels != -100).sum()) for _, labels in parts)
+        total = 0.0
+        for input_ids, labels in parts:
+            # No attention mask: padding is on the right, so the causal mask already hides it.
+            logits = model(input_ids=input_ids).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
+            ) / n_tokens
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(total)
+        bar.set_postfix(loss=f"{total:.4f}", refresh=False)
+    model.save_pretrained(out_dir)
+    record = {
+        **settings_key(settings, task),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.monotonic() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),  # unlike seconds, blind to other load
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+    }
+    (out_dir / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
