@@ -4,6 +4,7 @@
     soar run RECIPE [key.sub=value ...]      run a recipe
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
+    soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -47,6 +48,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return {"student-pool": student_pool.run, "pipeline": pipeline.run}[args.benchmark](args)
 
 
+def cmd_pretrain_arith(args: argparse.Namespace) -> int:
+    from soar_orl.tasks.arith_hard import pretrain_arith
+
+    return pretrain_arith(rebuild=args.rebuild)
+
+
 def _add_bench_parser(commands) -> None:
     from soar_orl.bench import pipeline, student_pool
 
@@ -68,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_recipe_args(sub)
         sub.set_defaults(func=func)
     _add_bench_parser(commands)
+    arith = commands.add_parser(
+        "pretrain-arith",
+        help="pretrain (or load from cache) the arithmetic world's base model, report its accuracy per "
+        "band and the teacher's valid rate, build (or load) its fail@k hard split",
+    )
+    arith.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
+    arith.set_defaults(func=cmd_pretrain_arith)
     return parser
 
 

