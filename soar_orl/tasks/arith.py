@@ -4,13 +4,15 @@ Why this world: SOAR's claim (a teacher learns to write stepping stones towards 
 student solves 0/k) should be visible on a laptop CPU in minutes, which a 3B model on MATH cannot
 show. Here a problem is a sum of integers such as `407+58`, and its band is the digit count of
 each operand. The base model (tasks/arith_model.py) learns the easy bands (up to 2 digits)
-thoroughly and the edge bands (one 3-digit operand) only a little, so its competence falls off
+thoroughly and the edge bands (a 3-digit operand) only a little, so its competence falls off
 gradually: it solves 3+1-digit sums about one time in ten and most 3+3-digit sums almost never.
 The hard split keeps the edge problems it solved 0/k (tasks/arith_hard.py), as fail@k keeps the
-MATH problems a model never solves; the teacher's stepping stones are everything it can write
-in between. Bands never shown at all (4 digits, 3 terms) are solved 0 times in thousands of
-samples: a character-level model trained from scratch does not extrapolate, so those are
-useless to a student and a teacher that writes them should learn not to.
+MATH problems a model never solves; the teacher's candidate stepping stones are everything it
+can write in between (whether training on them reaches the hard split is what a run measures,
+not something this design guarantees). Bands never shown at all (4 digits, 3 terms) are solved
+0 times in thousands of samples: a character-level model trained from scratch does not
+extrapolate, so those are useless to a student, and a teacher that writes them should learn not
+to.
 
 Formats (short on purpose: the model reads characters, and max_model_len is about 256):
 - question: the bare expression, `407+58`;

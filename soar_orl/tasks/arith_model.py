@@ -160,7 +160,7 @@ def _examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, c
 
 
 def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None:
-    """Train a fresh tiny Llama on the easy bands and save it (HF folder) into `out_dir`."""
+    """Train a fresh tiny Llama on the easy and edge bands; save it (HF folder) into `out_dir`."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -185,7 +185,7 @@ def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None
     started, cpu_started, losses = time.monotonic(), time.process_time(), []
     model.train()
     bar = tqdm(range(settings.steps), desc="pretrain arith base", unit="step")
-    for _step in bar:
+    for _ in bar:
         parts = [
             _batch(tokenizer, _examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False)),
             _batch(tokenizer, _examples(task, settings, rng, n_teacher, teacher=True)),
