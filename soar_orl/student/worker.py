@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soar_orl.backend import Backend
+from soar_orl.chat import chat_prompt
 from soar_orl.config import StudentConfig
 from soar_orl.student.engine import Generation, RolloutEngine
 from soar_orl.student.policy import StateDict, StepStats, StudentPolicy
@@ -189,9 +190,7 @@ class StudentWorker:
         return stats
 
     def _prompt_ids(self, question: str) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": self.task.student_prompt(question)}], tokenize=False, add_generation_prompt=True
-        )
+        text = chat_prompt(self.tokenizer, self.task.student_prompt(question))
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
 

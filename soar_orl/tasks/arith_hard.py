@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
+from soar_orl.chat import chat_prompt
 from soar_orl.eval.splits import hard_split
 from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum, student_answer
 from soar_orl.tasks.arith_model import (
@@ -24,7 +25,6 @@ from soar_orl.tasks.arith_model import (
     WORLD_VERSION,
     PretrainSettings,
     base_model_dir,
-    chat_prompt,
 )
 from soar_orl.tasks.base import Outcome, Problem
 from soar_orl.teacher.parser import QAPair

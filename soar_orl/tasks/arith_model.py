@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from soar_orl.cache import build_once, cache_root, content_hash
+from soar_orl.chat import chat_prompt
 from soar_orl.tasks.arith import ArithTask, Band, sample_expression, student_answer
 from soar_orl.teacher.parser import QAPair, format_teacher_output
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
@@ -120,14 +121,6 @@ def base_model_dir(settings: PretrainSettings | None = None, rebuild: bool = Fal
 
 
 # ---------------------------------------------------------------------------- pretraining
-
-
-def chat_prompt(tokenizer, text: str) -> str:
-    """`text` as a user turn, ready for the assistant's answer (the chat template every
-    consumer applies: OpenRLHF, the student workers, our vLLM measurements)."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-    )
 
 
 def _batch(tokenizer, examples: list[tuple[str, str]]):

@@ -26,6 +26,7 @@ import ray
 from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
 from soar_orl.backend import Backend, openrlhf_backend_flags
+from soar_orl.chat import chat_prompt
 from soar_orl.config import SoarConfig
 from soar_orl.openrlhf_args import openrlhf_args
 
@@ -45,17 +46,12 @@ class TeacherTrainer(BasePPOTrainer):
         self.generate_kwargs = generate_kwargs
         self.samples: dict[int, list] = {}  # outer step -> its Experiences, in sampling order
 
-    def chat_prompt(self, instruction: str) -> str:
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
-        )
-
     def sample(self, instruction: str, num: int, step: int) -> list[str]:
         """Draw `num` more samples for outer step `step` (spread over the engines); their text.
         Steps are kept apart because with meta.async the next step samples before this one trains."""
         engines = len(self.vllm_engines)
         per_engine = math.ceil(num / engines)
-        prompt = self.chat_prompt(instruction)
+        prompt = chat_prompt(self.tokenizer, instruction)
         refs = self.samples_generator._dispatch_prompts_to_vllm(
             [prompt] * engines, [""] * engines, n_samples_per_prompt=per_engine, **self.generate_kwargs
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from soar_orl.chat import chat_prompt
 from soar_orl.tasks.math import MathTask
 from soar_orl.tiny_model import TinyLlamaSpec
 
@@ -35,9 +36,7 @@ def sft_tiny_model(
         texts = []
         for _ in range(16):
             user, answer = example(rng)
-            prompt = tokenizer.apply_chat_template(
-                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-            )
+            prompt = chat_prompt(tokenizer, user)
             texts.append(prompt + answer + tokenizer.eos_token)
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)

@@ -58,6 +58,7 @@ def test_training_beats_baseline_and_reset_restores_it(pool):
 def test_engine_serves_exactly_the_trainers_weights(pool, boxed_digit_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from soar_orl.chat import chat_prompt
     from soar_orl.tasks.math import MathTask
 
     result = pool.run([job("sync", 3, return_weights=True)])[0]
@@ -66,9 +67,7 @@ def test_engine_serves_exactly_the_trainers_weights(pool, boxed_digit_model):
     tokenizer = AutoTokenizer.from_pretrained(boxed_digit_model)
     prompt_of = MathTask.__new__(MathTask).student_prompt
     for pair, engine_answer in zip(EVAL, result.answers_Q):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt_of(pair.question)}], tokenize=False, add_generation_prompt=True
-        )
+        text = chat_prompt(tokenizer, prompt_of(pair.question))
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         out = model.generate(ids, max_new_tokens=STUDENT.max_new_tokens, do_sample=False, pad_token_id=0)
         assert tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True) == engine_answer
