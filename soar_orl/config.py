@@ -223,6 +223,38 @@ class LoggingConfig(_Section):
     """Python logging level."""
 
 
+class EvaluationConfig(_Section):
+    """Final evaluation: pass@k on the hard test split (and data.ood_test) with the unbiased
+    estimator, and the comparisons a SOAR run ends with."""
+
+    samples: int = Field(32, ge=1)
+    """Samples per problem; pass@k is estimated for every k in `ks` from these (paper: 32)."""
+    ks: list[int] = Field(default_factory=lambda: [1, 4, 8, 16, 32])
+    """The k of pass@k (each between 1 and `samples`)."""
+    temperature: float = Field(1.0, gt=0.0)
+    """Sampling temperature of evaluation samples (paper: 1.0)."""
+    max_new_tokens: int = Field(1024, ge=8)
+    """Longest sampled answer (paper: 1024)."""
+    seed: int = Field(0, ge=0)
+    """Seeds the evaluation engine, so the same model gives the same samples."""
+    after_run: list[Literal["hard_only", "pq"]] = Field(default_factory=list)
+    """Comparisons to run once a SOAR run ends, each with the student budget meta.rlvr_steps:
+    `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split; `pq`
+    trains a fresh student on the promoted questions and the hard train split (see `pq_order`).
+    Then base model, these, and the promoted student (SOAR-PS) are evaluated and tabulated. Empty:
+    no final evaluation."""
+    pq_order: Literal["curriculum", "mixed"] = "mixed"
+    """SOAR-PQ's data: `curriculum` = the promoted questions first (half the budget), then the
+    hard train split; `mixed` = one shuffled set of both (paper: both are reported)."""
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> EvaluationConfig:
+        bad = [k for k in self.ks if not 1 <= k <= self.samples]
+        if bad or not self.ks:
+            raise ValueError(f"ks must be a non-empty list of values in [1, samples={self.samples}], got {self.ks}")
+        return self
+
+
 class SoarConfig(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
     backend: Literal["auto", "cpu", "cuda"] = "auto"
@@ -233,6 +265,7 @@ class SoarConfig(_Section):
     student: StudentConfig = Field(default_factory=StudentConfig)
     meta: MetaConfig = Field(default_factory=MetaConfig)
     pools: PoolsConfig = Field(default_factory=PoolsConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @model_validator(mode="after")
@@ -281,6 +314,8 @@ class SoarConfig(_Section):
                 f"student.train_micro_batch_size ({student.train_micro_batch_size}) must divide "
                 f"student.batch_prompts x student.group_size ({student.batch_prompts * student.group_size})"
             )
+        if self.evaluation.after_run and not meta.uses_teacher:
+            problems.append(f"evaluation.after_run compares against a SOAR run; meta.mode={meta.mode} has none")
         if problems:
             raise ValueError("\n  - ".join(problems))
         return self

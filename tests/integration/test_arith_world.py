@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from soar_orl.eval.sampling import generate, start_engine, stop_engine
 from soar_orl.tasks.arith import ArithTask, Band
 from soar_orl.tasks.arith_hard import (
     SPLIT_FILES,
     SUMMARY_FILE,
     HardSplitSettings,
     band_accuracy,
-    generate,
     hard_split_dir,
-    start_engine,
-    stop_engine,
     success_counts,
     teacher_stats,
 )

@@ -1,0 +1,77 @@
+"""pass@k of one model on one or more test sets, with every sample kept.
+
+Each (model, test set) writes `<name>.samples.jsonl` (one row per problem: responses and their
+grades) and the pass@k numbers are computed from that file, so any table can be recomputed, and
+checked, from what is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from soar_orl.eval.passk import mean_pass_at_k
+from soar_orl.eval.sampling import ProblemSamples, sample_and_grade, start_engine, stop_engine
+from soar_orl.tasks.base import Problem, Task
+
+SAMPLES_SUFFIX = ".samples.jsonl"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    samples: int
+    ks: tuple[int, ...]
+    temperature: float
+    max_new_tokens: int
+    seed: int
+    dtype: str
+    max_model_len: int
+
+    @classmethod
+    def from_config(cls, cfg) -> EvalSettings:
+        ev = cfg.evaluation
+        return cls(ev.samples, tuple(ev.ks), ev.temperature, ev.max_new_tokens, ev.seed, cfg.model.dtype,
+                   cfg.model.max_model_len)
+
+
+def pass_at_k_of(samples: Sequence[ProblemSamples], ks: Sequence[int]) -> dict[int, float]:
+    """Problem-averaged unbiased pass@k; every problem must have the same number of samples."""
+    sizes = {len(s.correct) for s in samples}
+    if len(sizes) != 1:
+        raise ValueError(f"every problem needs the same number of samples, got sizes {sorted(sizes)}")
+    (n,) = sizes
+    return {k: mean_pass_at_k([s.num_correct for s in samples], n, k) for k in ks}
+
+
+def write_samples(path: Path, samples: Sequence[ProblemSamples]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(s.to_row()) + "\n" for s in samples))
+    tmp.replace(path)
+
+
+def read_samples(path: Path) -> list[ProblemSamples]:
+    return [ProblemSamples.from_row(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    task: Task,
+    test_sets: Mapping[str, Sequence[Problem]],
+    settings: EvalSettings,
+    out_dir: Path,
+) -> dict[str, dict[int, float]]:
+    """Sample and grade every test set with one engine; test set name -> {k: pass@k}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    llm = start_engine(model_dir, settings.dtype, settings.max_model_len, settings.seed)
+    try:
+        results = {}
+        for name, problems in test_sets.items():
+            samples = sample_and_grade(llm, task, problems, settings.samples, settings.temperature,
+                                       settings.max_new_tokens)
+            write_samples(out_dir / f"{name}{SAMPLES_SUFFIX}", samples)
+            results[name] = pass_at_k_of(samples, settings.ks)
+    finally:
+        stop_engine(llm)
+    return results
