@@ -38,6 +38,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from soar_orl.meta.rlvr import run_rlvr as run_recipe
     run_dir = run_recipe(cfg)
+    if cfg.evaluation.after_run:
+        from soar_orl.meta.comparison import run_comparison
+
+        run_comparison(cfg, run_dir.path)
+    elif cfg.meta.uses_teacher:
+        from soar_orl.eval.plots import plot_soar_curves
+
+        print(f"curves: {plot_soar_curves(run_dir.read_jsonl('metrics.jsonl'), cfg.meta.tau, run_dir.path / 'plots')}")
     print(f"run directory: {run_dir.path}")
     return 0
 

@@ -379,6 +379,14 @@ def _deep_merge(into: dict[str, Any], update: dict[str, Any]) -> None:
             into[key] = copy.deepcopy(value)
 
 
+def derive_config(cfg: SoarConfig, updates: dict[str, Any]) -> SoarConfig:
+    """A copy of `cfg` with dotted keys set to the given values, validated again."""
+    raw = config_to_dict(cfg)
+    for key, value in updates.items():
+        _set_dotted(raw, key, value, f"{key}={value!r}")
+    return validate_config(raw, source="derived config")
+
+
 def _apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
@@ -387,14 +395,16 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    _set_dotted(raw, key.strip(), value, override)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     node = raw
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(
-                f"override {override!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
-            )
+            raise ConfigError(f"override {where!r}: {'.'.join(parts[: depth + 1])} is a value, not a section")
         node = child
     node[parts[-1]] = value
 

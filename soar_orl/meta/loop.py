@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from statistics import mean
 
+import ray
 from tqdm import tqdm
 
 from soar_orl.backend import init_ray, resolve_backend
@@ -219,6 +220,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
         metrics.close()
         teacher.shutdown()
         pool.shutdown()
+        ray.shutdown()  # leaves the GPUs to what runs next (e.g. the evaluation.after_run baselines)
     return run_dir
 
 

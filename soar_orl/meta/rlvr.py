@@ -26,6 +26,7 @@ from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student import rlvr_reward
 from soar_orl.tasks import build_task
+from soar_orl.tasks.base import Problem
 
 TB_SUBDIR = "openrlhf"
 
@@ -71,14 +72,16 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
     }
 
 
-def run_rlvr(cfg: SoarConfig) -> RunDir:
+def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
+    """Train the student by OpenRLHF RLVR on `problems` (default: the mode's real training set)."""
+    import ray
     from openrlhf.cli.train_ppo_ray import train
 
     run_dir = RunDir(cfg)
     backend = resolve_backend(cfg.backend)
     task = build_task(cfg.data.task)
-    source = cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train
-    problems = resolve_problems(source)
+    if problems is None:
+        problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
     prompts = run_dir.path / "rlvr_prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"prompt": task.student_prompt(p.problem), "label": p.answer}) + "\n" for p in problems)
@@ -90,7 +93,11 @@ def run_rlvr(cfg: SoarConfig) -> RunDir:
     init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
     model_dir = resolve_model(cfg.model.student)
     args = openrlhf_args(rlvr_flags(cfg, backend, model_dir, prompts, len(problems), run_dir))
-    train(args)
+    try:
+        train(args)
+    finally:
+        # OpenRLHF leaves its placement groups and actors behind; the next run needs the GPUs.
+        ray.shutdown()
     _copy_scalars(run_dir)
     return run_dir
 

@@ -36,6 +36,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file; none if it does not exist (yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class RunDir:
     def __init__(self, cfg: SoarConfig) -> None:
         self.path = Path(cfg.run.output_dir) / cfg.run.name
@@ -63,10 +70,7 @@ class RunDir:
         atomic_write_text(self.path / "teacher_samples" / f"step_{step}.jsonl", text)
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
-        path = self.path / name
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.path / name)
 
     def truncate_jsonl(self, name: str, keep_steps_below: int) -> None:
         """On resume, drop lines of steps that the checkpoint does not cover (they are redone)."""

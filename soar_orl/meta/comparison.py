@@ -1,0 +1,163 @@
+"""How a SOAR run ends (`evaluation.after_run`): baselines with the same student budget, pass@k
+of every method on the test sets, a table, the promoted questions and the curves.
+
+Methods (paper, section 4):
+- base: the base student, untrained;
+- Hard-Only: a fresh base student trained by vanilla OpenRLHF RLVR on the hard train split for
+  `meta.rlvr_steps` steps (meta/rlvr.py);
+- SOAR-PS: the promoted student, i.e. the run's last baseline student (the base model when
+  nothing was promoted);
+- SOAR-PQ: a fresh base student trained by the same RLVR, with the same budget, on the promoted
+  questions (teacher-written, with the teacher's answers as labels) and the hard train split.
+
+Everything lands in the run directory: `baselines/<method>/` (their own run directories),
+`eval/<method>/<test set>.samples.jsonl`, `eval/final.json` and `eval/final.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+from soar_orl.config import SoarConfig, derive_config
+from soar_orl.eval.evaluate import EvalSettings, evaluate_model
+from soar_orl.eval.plots import plot_soar_curves
+from soar_orl.meta.rlvr import run_rlvr
+from soar_orl.meta.run_dir import read_jsonl
+from soar_orl.resolve import resolve_model, resolve_problems
+from soar_orl.tasks import build_task
+from soar_orl.tasks.base import Problem
+
+log = logging.getLogger("soar")
+
+METHODS = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ")
+SHOWN_PROMOTED_QUESTIONS = 5
+
+
+def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
+    """Train the baselines, evaluate every method, write and print the summary."""
+    task = build_task(cfg.data.task)
+    test_sets = {"hard_test": resolve_problems(cfg.data.hard_test)}
+    test_sets.update({Path(source).stem: resolve_problems(source) for source in cfg.data.ood_test})
+    promoted = read_jsonl(run_path / "promoted_questions.jsonl")
+
+    models: dict[str, str] = {"base": resolve_model(cfg.model.student)}
+    notes: dict[str, str] = {}
+    if "hard_only" in cfg.evaluation.after_run:
+        models["Hard-Only"] = _train_student(cfg, run_path, "hard_only", None)
+    models["SOAR-PS"] = str(_promoted_student(cfg, run_path) or models["base"])
+    if not promoted:
+        notes["SOAR-PS"] = "no promotion: the base student"
+    if "pq" in cfg.evaluation.after_run:
+        if promoted:
+            models["SOAR-PQ"] = _train_pq_student(cfg, run_path, promoted)
+        else:
+            notes["SOAR-PQ"] = "no promotion, no promoted questions: not trained"
+
+    settings = EvalSettings.from_config(cfg)
+    results: dict[str, dict] = {}
+    for method, model_dir in models.items():
+        same = next((other for other, other_dir in models.items() if other_dir == model_dir and other in results), None)
+        if same is not None:  # e.g. SOAR-PS without a promotion is the base student: same numbers
+            results[method] = results[same]
+            continue
+        log.info("evaluating %s (%s): %d samples per problem", method, model_dir, settings.samples)
+        results[method] = evaluate_model(model_dir, task, test_sets, settings, run_path / "eval" / _slug(method))
+
+    curves = plot_soar_curves(read_jsonl(run_path / "metrics.jsonl"), cfg.meta.tau, run_path / "plots", cfg.run.name)
+    summary = {
+        "test_sets": {name: len(problems) for name, problems in test_sets.items()},
+        "samples": settings.samples,
+        "pass_at_k": {method: {name: {str(k): v for k, v in table.items()} for name, table in by_set.items()}
+                      for method, by_set in results.items()},
+        "models": models,
+        "notes": notes,
+        "promotions": [{"step": row["step"], "reward": row["reward"]} for row in promoted],
+        "plots": [str(curves)],
+    }
+    (run_path / "eval" / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report = format_summary(summary, promoted, settings.ks)
+    (run_path / "eval" / "final.md").write_text(report)
+    print(report)
+    return summary
+
+
+def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> str:
+    """The markdown the run ends with: pass@k per method and test set, promotions, examples."""
+    lines = []
+    for name, size in summary["test_sets"].items():
+        lines += [f"### {name}: pass@k (%), {size} problems, {summary['samples']} samples each", ""]
+        lines.append("| method | " + " | ".join(f"pass@{k}" for k in ks) + " |")
+        lines.append("|---|" + "---:|" * len(ks))
+        for method in METHODS:
+            if method in summary["pass_at_k"]:
+                table = summary["pass_at_k"][method][name]
+                note = f" ({summary['notes'][method]})" if method in summary["notes"] else ""
+                lines.append(f"| {method}{note} | " + " | ".join(f"{100 * table[str(k)]:.1f}" for k in ks) + " |")
+            elif method in summary["notes"]:
+                lines.append(f"| {method} ({summary['notes'][method]}) |" + " - |" * len(ks))
+        lines.append("")
+    steps = ", ".join(f"{p['step']} (reward {p['reward']:+.3f})" for p in summary["promotions"]) or "none"
+    lines += [f"Promotions: {len(summary['promotions'])} at steps {steps}", ""]
+    if promoted:
+        last = promoted[-1]
+        lines.append(f"Promoted questions of step {last['step']} (first {SHOWN_PROMOTED_QUESTIONS} of {len(last['pairs'])}):")
+        lines += [f"- `{pair['question']}` -> `{pair['answer']}`" for pair in last["pairs"][:SHOWN_PROMOTED_QUESTIONS]]
+        lines.append("")
+    lines += [f"Plots: {', '.join(summary['plots'])}", ""]
+    return "\n".join(lines)
+
+
+def _train_student(cfg: SoarConfig, run_path: Path, name: str, problems: list[Problem] | None,
+                   model: str | None = None, steps: int | None = None) -> str:
+    """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder."""
+    sub = derive_config(cfg, {
+        "run.output_dir": str(run_path / "baselines"),
+        "run.name": name,
+        "run.overwrite": True,
+        "run.resume": False,
+        "meta.mode": "hard_only",
+        "meta.rlvr_steps": steps or cfg.meta.rlvr_steps,
+        "model.student": model or cfg.model.student,
+        "evaluation.after_run": [],
+    })
+    log.info("training the %s student: %d RLVR steps", name, sub.meta.rlvr_steps)
+    run_dir = run_rlvr(sub, problems)
+    return str(run_dir.checkpoints / "student")
+
+
+def _train_pq_student(cfg: SoarConfig, run_path: Path, promoted: list[dict]) -> str:
+    pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
+          for row in promoted for i, pair in enumerate(row["pairs"])]
+    if cfg.evaluation.pq_order == "mixed":
+        # Shuffled here: OpenRLHF keeps the first data.max_samples prompts of its dataset.
+        mixed = pq + resolve_problems(cfg.data.hard_train)
+        random.Random(cfg.run.seed).shuffle(mixed)
+        return _train_student(cfg, run_path, "soar_pq", mixed)
+    first = max(1, cfg.meta.rlvr_steps // 2)
+    stage_one = _train_student(cfg, run_path, "soar_pq_stage1", pq, steps=first)
+    return _train_student(cfg, run_path, "soar_pq", None, model=stage_one, steps=max(1, cfg.meta.rlvr_steps - first))
+
+
+def _promoted_student(cfg: SoarConfig, run_path: Path) -> Path | None:
+    """The run's baseline student as a Hugging Face folder, or None if it was never promoted."""
+    weights = run_path / "checkpoints" / "baseline_student.safetensors"
+    if not weights.exists():
+        return None
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = resolve_model(cfg.model.student)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, cfg.model.dtype))
+    model.load_state_dict(load_file(str(weights)))
+    out = run_path / "checkpoints" / "promoted_student"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
+def _slug(method: str) -> str:
+    return method.lower().replace("-", "_")
