@@ -112,10 +112,11 @@ def test_grounded_soar_is_killed_and_resumes(tmp_path, soar_model):
     assert (run_dir / "config.yaml").exists() and list(run_dir.glob("events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("mode", ["intrinsic", "base_teacher", "hard_only", "oracle"])
+# hard_only runs in test_quickstart.py, as the quickstart's Hard-Only baseline (same run_rlvr path).
+@pytest.mark.parametrize("mode", ["intrinsic", "base_teacher", "oracle"])
 def test_every_other_variant_runs(tmp_path, soar_model, mode):
     recipe = write_recipe(tmp_path, soar_model, mode, mode=mode, outer_steps=1, intrinsic_samples=2, rlvr_steps=2)
-    overrides = ["pools.teacher_gpus=0"] if mode in ("hard_only", "oracle") else []
+    overrides = ["pools.teacher_gpus=0"] if mode == "oracle" else []
     if mode == "oracle":
         overrides.append(f"data.full_train={tmp_path / 'hard.jsonl'}")
     result = subprocess.run(soar_command(recipe, *overrides), capture_output=True, text=True, timeout=1200)

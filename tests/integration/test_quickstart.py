@@ -1,0 +1,61 @@
+"""The quickstart recipe end to end, shortened: SOAR on the arithmetic world, then the Hard-Only and
+SOAR-PQ students by vanilla OpenRLHF RLVR, pass@k of every method on the hard test split, the table
+and the plots. The numbers of the table are recomputed here from the saved samples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from math import comb
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from soar_orl.resolve import resolve_model, resolve_problems
+
+pytestmark = pytest.mark.integration
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+SAMPLES, KS = 4, (1, 4)
+
+
+def unbiased_pass_at_k(n: int, c: int, k: int) -> float:
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path: Path) -> None:
+    overrides = [
+        f"run.output_dir={tmp_path}", "meta.outer_steps=2", "meta.window=1", "meta.tau=-1", "meta.rlvr_steps=2",
+        f"evaluation.samples={SAMPLES}", f"evaluation.ks=[{','.join(map(str, KS))}]", "logging.progress_bar=false",
+    ]
+    result = subprocess.run([sys.executable, "-m", "soar_orl.cli", "run", str(RECIPE), *overrides],
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "quickstart"
+    summary = json.loads((run_dir / "eval" / "final.json").read_text())
+    for method in ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ"):
+        assert f"| {method} |" in result.stdout  # the printed table has a row per method
+
+    # Every number of the table, recomputed from the per-sample grades on disk.
+    test_ids = [p.id for p in resolve_problems("builtin:arith/hard_test")]
+    for method, slug in (("base", "base"), ("Hard-Only", "hard_only"), ("SOAR-PS", "soar_ps"), ("SOAR-PQ", "soar_pq")):
+        rows = [json.loads(line) for line in (run_dir / "eval" / slug / "hard_test.samples.jsonl").read_text().splitlines()]
+        assert [row["id"] for row in rows] == test_ids
+        assert all(len(row["correct"]) == SAMPLES for row in rows)
+        for k in KS:
+            expected = sum(unbiased_pass_at_k(SAMPLES, sum(row["correct"]), k) for row in rows) / len(rows)
+            assert summary["pass_at_k"][method]["hard_test"][str(k)] == pytest.approx(expected)
+
+    # tau = -1 promotes every step: SOAR-PS is the promoted student, SOAR-PQ learned from its questions.
+    promoted = [json.loads(line) for line in (run_dir / "promoted_questions.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in promoted] == [0, 1]
+    prompts = (run_dir / "baselines" / "soar_pq" / "rlvr_prompts.jsonl").read_text()
+    assert all(json.dumps(pair["question"])[1:-1] in prompts for row in promoted for pair in row["pairs"])
+    base = load_file(str(Path(resolve_model("builtin:arith")) / "model.safetensors"))
+    for trained in ("checkpoints/promoted_student", "baselines/hard_only/checkpoints/student",
+                    "baselines/soar_pq/checkpoints/student"):
+        weights = load_file(str(run_dir / trained / "model.safetensors"))
+        assert any(not weights[name].equal(base[name]) for name in base), f"{trained} equals the base model"
+    assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
