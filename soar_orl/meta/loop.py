@@ -97,7 +97,8 @@ def run_soar(cfg: SoarConfig) -> RunDir:
         run_dir.truncate_jsonl("metrics.jsonl", keep_steps_below=start_step)
         run_dir.truncate_jsonl("promoted_questions.jsonl", keep_steps_below=start_step)
         log.info("resuming %s at step %d with %d promotions", run_dir.path, start_step, len(tracker.archive))
-    teacher = Teacher(cfg, backend, teacher_dir, str(run_dir.teacher_staging_dir))
+    teacher = Teacher(cfg, backend, teacher_dir, str(run_dir.teacher_staging_dir), str(run_dir.teacher_optimizer_dir),
+                      resume_tag=_checkpoint_tag(start_step) if state is not None else None)
 
     def sample_teacher(step: int) -> TeacherBatch:
         started = time.perf_counter()
@@ -213,7 +214,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
             progress.set_postfix(reward=f"{row['reward/mean']:.3f}", promotions=promotions_so_far)
             if (step + 1) % meta.checkpoint_every == 0 or step + 1 == meta.outer_steps:
                 if meta.trains_teacher:
-                    teacher.save()
+                    teacher.save(_checkpoint_tag(step + 1))
                     run_dir.publish_teacher()
                 run_dir.save_loop_state({"next_step": step + 1, "promotion": tracker.state_dict()})
     finally:
@@ -238,3 +239,8 @@ def _sample_rows(batch: TeacherBatch, n: int, rewards_G: list[float]) -> list[di
 def _job_seed(seed: int, step: int, k: int, j: int) -> int:
     """Distinct, reproducible seeds for the r runs of each dataset of each step."""
     return (seed * 1_000_003 + step * 10_007 + k * 101 + j) % 2**31
+
+
+def _checkpoint_tag(next_step: int) -> str:
+    """The name of the teacher's optimizer checkpoint saved with the loop state of `next_step`."""
+    return f"next_step_{next_step}"

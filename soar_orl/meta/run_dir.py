@@ -111,6 +111,11 @@ class RunDir:
         """The teacher trainer saves here; publish_teacher then swaps it in whole."""
         return self.checkpoints / "teacher.staging"
 
+    @property
+    def teacher_optimizer_dir(self) -> Path:
+        """DeepSpeed checkpoints of the teacher (weights, optimizer, LR schedule), for resume."""
+        return self.checkpoints / "teacher_optimizer"
+
     def publish_teacher(self) -> None:
         """Swap the staged teacher in: copy it whole beside the published one, then two renames.
         A kill between the renames leaves teacher.old, which latest_teacher() falls back to."""

@@ -18,6 +18,7 @@ argument namespace made by OpenRLHF's own parser (patches/0002), and removes the
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from soar_orl.backend import Backend, openrlhf_backend_flags
 from soar_orl.chat import chat_prompt
 from soar_orl.config import SoarConfig
 from soar_orl.openrlhf_args import openrlhf_args
+
+log = logging.getLogger("soar")
 
 
 class TeacherTrainer(BasePPOTrainer):
@@ -81,7 +84,8 @@ class TeacherTrainer(BasePPOTrainer):
         self.samples.pop(step, None)
 
 
-def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir: str) -> dict[str, Any]:
+def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir: str, optimizer_dir: str,
+                  load_optimizer: bool) -> dict[str, Any]:
     """OpenRLHF flags of the teacher trainer; `teacher.openrlhf_args` overrides them."""
     pools, teacher, meta = cfg.pools, cfg.teacher, cfg.meta
     group = meta.g * meta.n
@@ -112,6 +116,11 @@ def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir:
         "ds.zero_stage": 2,
         **openrlhf_backend_flags(backend, cfg.model.dtype),
         "ckpt.output_dir": output_dir,
+        # DeepSpeed checkpoints (weights, Adam moments, LR schedule) for resume; the previous one is
+        # kept so that the one matching the loop state survives a kill during the next save.
+        "ckpt.path": optimizer_dir,
+        "ckpt.max_num": 2,
+        "ckpt.load_enable": load_optimizer,
     }
     flags.update(teacher.openrlhf_args)
     return flags
@@ -120,14 +129,17 @@ def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir:
 class Teacher:
     """Driver-side handle: launches the teacher pool and calls the trainer actor."""
 
-    def __init__(self, cfg: SoarConfig, backend: Backend, model_dir: str, output_dir: str) -> None:
+    def __init__(self, cfg: SoarConfig, backend: Backend, model_dir: str, output_dir: str, optimizer_dir: str,
+                 resume_tag: str | None = None) -> None:
+        """`resume_tag`: the optimizer checkpoint to continue from (see `save`), if any."""
         from openrlhf.trainer.ray import create_vllm_engines
         from openrlhf.trainer.ray.launcher import RayActorGroup, ReferenceModelActor
         from openrlhf.trainer.ray.ppo_actor import PolicyModelActor
         from openrlhf.utils.utils import get_strategy
         from ray.util.placement_group import placement_group
 
-        self.args = openrlhf_args(teacher_flags(cfg, backend, model_dir, output_dir))
+        load_optimizer = resume_tag is not None and _select_checkpoint(Path(optimizer_dir), resume_tag)
+        self.args = openrlhf_args(teacher_flags(cfg, backend, model_dir, output_dir, optimizer_dir, load_optimizer))
         args = self.args
         strategy = get_strategy(args)
         gpus = args.actor.num_gpus_per_node
@@ -164,9 +176,11 @@ class Teacher:
     def discard(self, step: int) -> None:
         ray.get(self.trainer.discard.remote(step))
 
-    def save(self) -> Path:
-        """HF weights of the teacher to ckpt.output_dir (rank 0 of the actor group)."""
+    def save(self, tag: str) -> Path:
+        """HF weights of the teacher to ckpt.output_dir, and its DeepSpeed checkpoint (optimizer
+        included) under ckpt.path as `tag`."""
         ray.get(self.actor_group.async_save_model())
+        ray.get(self.actor_group.async_run_method("save_checkpoint", tag))
         return Path(self.args.ckpt.output_dir)
 
     def shutdown(self) -> None:
@@ -179,3 +193,14 @@ class Teacher:
     def _group_actors(self) -> list:
         groups = [self.actor_group] + ([self.reference_group] if self.reference_group else [])
         return [actor for group in groups for actor in group._actor_handlers]
+
+
+def _select_checkpoint(optimizer_dir: Path, tag: str) -> bool:
+    """Point DeepSpeed's `latest` at `tag` (it may point at a newer save that a kill left behind);
+    False when that checkpoint does not exist, so the optimizer starts fresh."""
+    actor_dir = optimizer_dir / "_actor"  # where OpenRLHF's PolicyModelActor saves and loads
+    if not (actor_dir / tag).is_dir():
+        log.warning("no teacher optimizer checkpoint %s in %s: the teacher's optimizer starts fresh", tag, actor_dir)
+        return False
+    (actor_dir / "latest").write_text(tag)
+    return True

@@ -82,6 +82,12 @@ def test_grounded_soar_is_killed_and_resumes(tmp_path, soar_model):
     resumed = subprocess.run(soar_command(recipe, "run.resume=true"), capture_output=True, text=True, timeout=1200)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
+    # The teacher continued with the Adam moments saved beside the loop state it resumed from.
+    assert "Loading the checkpoint" in resumed.stdout + resumed.stderr
+    assert "optimizer starts fresh" not in resumed.stderr
+    tags = sorted(p.name for p in (run_dir / "checkpoints" / "teacher_optimizer" / "_actor").iterdir() if p.is_dir())
+    assert tags[-1] == "next_step_3" and len(tags) <= 2
+
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     assert [row["step"] for row in metrics] == [0, 1, 2]
     for row in metrics:
