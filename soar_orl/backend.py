@@ -74,7 +74,8 @@ def vllm_engine_kwargs(backend: Backend, dtype: str, max_model_len: int, seed: i
     # vLLM logs every weight reload at WARNING (e.g. rotary embeddings have no weights to load);
     # at one reload per inner step that drowns the run's own log.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    kwargs = dict(dtype=dtype, max_model_len=max_model_len, seed=seed)
+    # Weights are reloaded once per inner step; a progress bar each time buries the run's log.
+    kwargs = dict(dtype=dtype, max_model_len=max_model_len, seed=seed, use_tqdm_on_load=False)
     if backend == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         kwargs["enforce_eager"] = True
@@ -90,6 +91,9 @@ VLLM_WORKER_EXTENSION = "openrlhf.trainer.ray.vllm_worker_wrap.WorkerWrap"
 def sync_weights_to_vllm(backend: Backend, llm, model, shm_dir: str) -> None:
     """Make the vLLM engine `llm` serve the current weights of the HF module `model`."""
     if backend == "cpu":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Writing model shards" once per sync
         model.save_pretrained(shm_dir, safe_serialization=True)
         llm.collective_rpc("reload_weights", kwargs={"weights_path": shm_dir})
         return

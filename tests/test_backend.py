@@ -46,7 +46,7 @@ def test_cuda_ipc_sync_sends_every_parameter_once(monkeypatch):
 def test_vllm_kwargs_cpu_are_eager_with_bounded_kv_cache(monkeypatch):
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     kwargs = backend.vllm_engine_kwargs("cpu", "float32", max_model_len=128, seed=3)
-    assert kwargs == dict(dtype="float32", max_model_len=128, seed=3, enforce_eager=True)
+    assert kwargs == dict(dtype="float32", max_model_len=128, seed=3, use_tqdm_on_load=False, enforce_eager=True)
     import os
 
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
