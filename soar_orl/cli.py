@@ -5,6 +5,7 @@
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
     soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
+    soar report RUN_DIR [RUN_DIR ...]        runs side by side: pass@k mean/spread, curves, promotions
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from soar_orl.config import ConfigError, dump_config, load_config
 
@@ -62,6 +64,13 @@ def cmd_pretrain_arith(args: argparse.Namespace) -> int:
     return pretrain_arith(rebuild=args.rebuild)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from soar_orl.eval.report import write_report
+
+    print(f"report: {write_report(args.run_dirs, args.out)}")
+    return 0
+
+
 def _add_bench_parser(commands) -> None:
     from soar_orl.bench import pipeline, student_pool
 
@@ -90,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     arith.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
     arith.set_defaults(func=cmd_pretrain_arith)
+    report = commands.add_parser("report", help="several run directories side by side: pass@k table, curves, promotions")
+    report.add_argument("run_dirs", nargs="+", type=Path, help="run directories (runs/<name>)")
+    report.add_argument("--out", type=Path, default=Path("report"), help="folder for report.md and curves.png")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -59,3 +59,12 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
         weights = load_file(str(run_dir / trained / "model.safetensors"))
         assert any(not weights[name].equal(base[name]) for name in base), f"{trained} equals the base model"
     assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
+
+    # `soar report` reads the same files back.
+    report = subprocess.run([sys.executable, "-m", "soar_orl.cli", "report", str(run_dir), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    base = summary["pass_at_k"]["base"]["hard_test"]
+    assert f"| base | 1 | {100 * base['1']:.2f} ± 0.00 | {100 * base['4']:.2f} ± 0.00 |" in text
+    assert (tmp_path / "report" / "curves.png").exists()
