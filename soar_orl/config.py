@@ -237,15 +237,17 @@ class EvaluationConfig(_Section):
     """Longest sampled answer (paper: 1024)."""
     seed: int = Field(0, ge=0)
     """Seeds the evaluation engine, so the same model gives the same samples."""
-    after_run: list[Literal["hard_only", "pq"]] = Field(default_factory=list)
+    after_run: list[Literal["hard_only", "pq", "teacher"]] = Field(default_factory=list)
     """Comparisons to run once a SOAR run ends, each with the student budget meta.rlvr_steps:
     `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split; `pq`
-    trains a fresh student on the promoted questions and the hard train split (see `pq_order`).
-    Then base model, these, and the promoted student (SOAR-PS) are evaluated and tabulated. Empty:
-    no final evaluation."""
-    pq_order: Literal["curriculum", "mixed"] = "mixed"
-    """SOAR-PQ's data: `curriculum` = the promoted questions first (half the budget), then the
-    hard train split; `mixed` = one shuffled set of both (paper: both are reported)."""
+    trains a fresh student on the promoted questions and the hard train split (see
+    `synthetic_order`); `teacher` does the same with questions sampled from the run's final
+    teacher (SOAR-T). Then base model, these, and the promoted student (SOAR-PS) are evaluated and
+    tabulated. Empty: no final evaluation."""
+    synthetic_order: Literal["curriculum", "mixed"] = "mixed"
+    """How SOAR-PQ and SOAR-T use their synthetic questions: `curriculum` = the synthetic
+    questions first (half the budget), then the hard train split; `mixed` = one shuffled set of
+    both (paper: both are reported)."""
 
     @model_validator(mode="after")
     def _ks_fit(self) -> EvaluationConfig:

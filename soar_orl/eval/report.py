@@ -151,5 +151,5 @@ def write_report(run_paths: Sequence[Path], out_dir: Path) -> Path:
 
 
 def _method_order(label: str) -> tuple[int, str]:
-    order = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ")
+    order = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ", "SOAR-T")
     return next((i for i, name in enumerate(order) if label.startswith(name)), len(order)), label

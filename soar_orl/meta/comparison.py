@@ -8,7 +8,9 @@ Methods (paper, section 4):
 - SOAR-PS: the promoted student, i.e. the run's last baseline student (the base model when
   nothing was promoted);
 - SOAR-PQ: a fresh base student trained by the same RLVR, with the same budget, on the promoted
-  questions (teacher-written, with the teacher's answers as labels) and the hard train split.
+  questions (teacher-written, with the teacher's answers as labels) and the hard train split;
+- SOAR-T: the same with questions sampled afresh from the run's final teacher (for base_teacher,
+  the base teacher), as many as the budget has prompts.
 
 Everything lands in the run directory: `baselines/<method>/` (their own run directories),
 `eval/<method>/<test set>.samples.jsonl`, `eval/final.json` and `eval/final.md`.
@@ -32,7 +34,7 @@ from soar_orl.tasks.base import Problem
 
 log = logging.getLogger("soar")
 
-METHODS = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ")
+METHODS = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ", "SOAR-T")
 SHOWN_PROMOTED_QUESTIONS = 5
 
 
@@ -52,9 +54,14 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         notes["SOAR-PS"] = "no promotion: the base student"
     if "pq" in cfg.evaluation.after_run:
         if promoted:
-            models["SOAR-PQ"] = _train_pq_student(cfg, run_path, promoted)
+            pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
+                  for row in promoted for i, pair in enumerate(row["pairs"])]
+            models["SOAR-PQ"] = _train_on_synthetic(cfg, run_path, "soar_pq", pq)
         else:
             notes["SOAR-PQ"] = "no promotion, no promoted questions: not trained"
+    if "teacher" in cfg.evaluation.after_run:
+        questions = _sample_teacher(cfg, run_path, task)
+        models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "soar_t", questions)
 
     settings = EvalSettings.from_config(cfg)
     results: dict[str, dict] = {}
@@ -128,17 +135,43 @@ def _train_student(cfg: SoarConfig, run_path: Path, name: str, problems: list[Pr
     return str(run_dir.checkpoints / "student")
 
 
-def _train_pq_student(cfg: SoarConfig, run_path: Path, promoted: list[dict]) -> str:
-    pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
-          for row in promoted for i, pair in enumerate(row["pairs"])]
-    if cfg.evaluation.pq_order == "mixed":
+def _train_on_synthetic(cfg: SoarConfig, run_path: Path, name: str, synthetic: list[Problem]) -> str:
+    """A fresh student trained on synthetic questions and the hard train split, in the configured order."""
+    hard_train = resolve_problems(cfg.data.hard_train)
+    if cfg.evaluation.synthetic_order == "mixed":
         # Shuffled here: OpenRLHF keeps the first data.max_samples prompts of its dataset.
-        mixed = pq + resolve_problems(cfg.data.hard_train)
+        mixed = synthetic + hard_train
         random.Random(cfg.run.seed).shuffle(mixed)
-        return _train_student(cfg, run_path, "soar_pq", mixed)
+        return _train_student(cfg, run_path, name, mixed)
     first = max(1, cfg.meta.rlvr_steps // 2)
-    stage_one = _train_student(cfg, run_path, "soar_pq_stage1", pq, steps=first)
-    return _train_student(cfg, run_path, "soar_pq", None, model=stage_one, steps=max(1, cfg.meta.rlvr_steps - first))
+    stage_one = _train_student(cfg, run_path, f"{name}_stage1", synthetic, steps=first)
+    return _train_student(cfg, run_path, name, hard_train, model=stage_one, steps=max(1, cfg.meta.rlvr_steps - first))
+
+
+def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
+    """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget."""
+    from soar_orl.eval.sampling import generate, start_engine, stop_engine
+    from soar_orl.teacher.parser import QAPair
+
+    saved = run_path / "checkpoints" / "teacher"
+    teacher_dir = saved if (saved / "config.json").exists() else resolve_model(cfg.model.teacher)
+    wanted = cfg.meta.rlvr_steps * cfg.student.batch_prompts
+    llm = start_engine(teacher_dir, cfg.model.dtype, cfg.model.max_model_len, cfg.evaluation.seed)
+    try:
+        pairs: list[QAPair] = []
+        for _ in range(cfg.teacher.max_attempts_factor):
+            texts = generate(llm, [cfg.teacher.instruction or task.teacher_prompt()], wanted,
+                             cfg.teacher.temperature, cfg.teacher.max_new_tokens)[0]
+            pairs += [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
+            if len(pairs) >= wanted:
+                break
+    finally:
+        stop_engine(llm)
+    if not pairs:
+        raise RuntimeError(f"the teacher in {teacher_dir} wrote no valid question in "
+                           f"{cfg.teacher.max_attempts_factor * wanted} samples")
+    log.info("SOAR-T: %d valid teacher questions from %s", min(len(pairs), wanted), teacher_dir)
+    return [Problem(f"t-{i}", pair.question, pair.answer) for i, pair in enumerate(pairs[:wanted])]
 
 
 def _promoted_student(cfg: SoarConfig, run_path: Path) -> Path | None:
