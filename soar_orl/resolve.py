@@ -1,7 +1,8 @@
 """Recipe names -> local paths: models and problem sets, including the embedded `builtin:` ones.
 
 `model.teacher: builtin:arith` is the arithmetic world's base model (pretrained on first use,
-then loaded from the cache); `data.hard_train: builtin:arith/hard_train` its fail@k split. Any
+then loaded from the cache); `data.hard_train: builtin:arith/hard_train` its fail@k split and
+`builtin:arith/full_train` everything but the hard test split. Any
 other value is a local Hugging Face folder / JSONL / Parquet path or a hub name.
 """
 
@@ -32,4 +33,11 @@ def resolve_problems(source: str) -> list[Problem]:
         from soar_orl.tasks.arith_hard import SPLIT_FILES, hard_split_dir
 
         return load_problems(str(hard_split_dir() / SPLIT_FILES[split]))
-    raise ValueError(f"unknown built-in problem set {source!r} (known: builtin:arith/hard_train, builtin:arith/hard_test)")
+    if world == "arith" and split == "full_train":
+        from soar_orl.tasks.arith_hard import full_train_problems
+
+        return full_train_problems()
+    raise ValueError(
+        f"unknown built-in problem set {source!r} "
+        "(known: builtin:arith/hard_train, builtin:arith/hard_test, builtin:arith/full_train)"
+    )

@@ -27,6 +27,7 @@ from soar_orl.tasks.arith_model import (
     base_model_dir,
 )
 from soar_orl.tasks.base import Outcome, Problem
+from soar_orl.tasks.math import load_problems
 from soar_orl.teacher.parser import QAPair
 
 # The edge bands the base model solves least (tasks/arith_model.py EDGE_BANDS); 3+1 and 1+3 stay
@@ -112,13 +113,26 @@ def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> Teache
 # ---------------------------------------------------------------------------- the hard split
 
 
-def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSettings) -> None:
-    """Sample the pool, keep the 0/k problems, split them 50/50, write the JSONL files."""
+def hard_pool(settings: HardSplitSettings) -> list[Problem]:
+    """The problems the fail@k filter runs over: `pool_per_band` per band, duplicates removed."""
     pool: dict[str, Problem] = {}
     for band in settings.bands:
         for problem in band_problems(band, settings.pool_per_band, settings.seed):
             pool.setdefault(problem.problem, problem)  # the same expression twice is one problem
-    problems = list(pool.values())
+    return list(pool.values())
+
+
+def full_train_problems(settings: HardSplitSettings | None = None) -> list[Problem]:
+    """The world's "full real training set" (meta.mode=oracle): the whole pool, solved or not,
+    except the hard test split, as MATH's train split holds everything but the test problems."""
+    settings = settings or HardSplitSettings()
+    test_ids = {p.id for p in load_problems(str(hard_split_dir(settings=settings) / SPLIT_FILES["hard_test"]))}
+    return [p for p in hard_pool(settings) if p.id not in test_ids]
+
+
+def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSettings) -> None:
+    """Sample the pool, keep the 0/k problems, split them 50/50, write the JSONL files."""
+    problems = hard_pool(settings)
     counts = success_counts(llm, task, problems, settings.k, settings.temperature, settings.max_tokens)
     split = hard_split(counts, settings.k, settings.seed)
     by_id = {p.id: p for p in problems}

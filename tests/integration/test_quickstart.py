@@ -78,3 +78,11 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     base = summary["pass_at_k"]["base"]["hard_test"]
     assert f"| base | 1 | {100 * base['1']:.2f} ± 0.00 | {100 * base['4']:.2f} ± 0.00 |" in text
     assert (tmp_path / "report" / "curves.png").exists()
+
+
+def test_the_oracle_trains_on_everything_but_the_hard_test_split() -> None:
+    full = {p.id for p in resolve_problems("builtin:arith/full_train")}
+    hard_train = {p.id for p in resolve_problems("builtin:arith/hard_train")}
+    hard_test = {p.id for p in resolve_problems("builtin:arith/hard_test")}
+    assert hard_train < full and not hard_test & full
+    assert len(full) > 2 * len(hard_train)  # problems the base model solves sometimes are in it too
