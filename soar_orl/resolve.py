@@ -1,9 +1,10 @@
 """Recipe names -> local paths: models and problem sets, including the embedded `builtin:` ones.
 
-`model.teacher: builtin:arith` is the arithmetic world's base model (pretrained on first use,
-then loaded from the cache); `data.hard_train: builtin:arith/hard_train` its fail@k split and
-`builtin:arith/full_train` everything but the hard test split. Any
-other value is a local Hugging Face folder / JSONL / Parquet path or a hub name.
+Models: `builtin:arith` is the arithmetic world's base model (pretrained on first use, then
+loaded from the cache); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
+Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the arithmetic world's
+fail@k split, `builtin:arith/full_train` everything but its hard test split. Any other value is a
+local Hugging Face folder / JSONL / Parquet path or a hub name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ def resolve_model(name: str) -> str:
         from soar_orl.tasks.arith_model import base_model_dir
 
         return str(base_model_dir())
-    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith)")
+    if world == "smollm2":
+        from soar_orl.pretrained import smollm2_dir
+
+        return str(smollm2_dir())
+    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith, builtin:smollm2)")
 
 
 def resolve_problems(source: str) -> list[Problem]:

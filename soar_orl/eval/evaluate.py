@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from soar_orl.eval.passk import mean_pass_at_k
+from soar_orl.eval.passk import SeedSpread, mean_pass_at_k
 from soar_orl.eval.sampling import ProblemSamples, sample_and_grade, start_engine, stop_engine
+from soar_orl.meta.run_dir import atomic_write_text
 from soar_orl.tasks.base import Problem, Task
 
 SAMPLES_SUFFIX = ".samples.jsonl"
@@ -46,9 +47,7 @@ def pass_at_k_of(samples: Sequence[ProblemSamples], ks: Sequence[int]) -> dict[i
 
 
 def write_samples(path: Path, samples: Sequence[ProblemSamples]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(s.to_row()) + "\n" for s in samples))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(s.to_row()) + "\n" for s in samples))
 
 
 def read_samples(path: Path) -> list[ProblemSamples]:
@@ -75,3 +74,32 @@ def evaluate_model(
     finally:
         stop_engine(llm)
     return results
+
+
+def evaluate_over_seeds(
+    model_dir: str | Path,
+    task: Task,
+    test_sets: Mapping[str, Sequence[Problem]],
+    settings: EvalSettings,
+    seeds: Sequence[int],
+    out_dir: Path,
+) -> dict[str, dict[int, SeedSpread]]:
+    """`evaluate_model` once per seed (into out_dir/seed_S); per test set and k, mean and spread."""
+    per_seed = [evaluate_model(model_dir, task, test_sets, replace(settings, seed=seed), out_dir / f"seed_{seed}")
+                for seed in seeds]
+    return {
+        name: {k: SeedSpread.of([run[name][k] for run in per_seed]) for k in settings.ks}
+        for name in test_sets
+    }
+
+
+def format_pass_at_k(results: Mapping[str, Mapping[int, SeedSpread]], sizes: Mapping[str, int], samples: int) -> str:
+    """Markdown: one row per test set, pass@k in % as mean ± std over seeds."""
+    ks = sorted({k for table in results.values() for k in table})
+    seeds = {len(cell.per_seed) for table in results.values() for cell in table.values()}
+    lines = [f"pass@k (%) from {samples} samples per problem, mean ± std over {max(seeds)} seed(s)", "",
+             "| test set | problems | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|---:|" + "---:|" * len(ks)]
+    for name, table in results.items():
+        lines.append(f"| {name} | {sizes[name]} | "
+                     + " | ".join(f"{100 * table[k].mean:.2f} ± {100 * table[k].std:.2f}" for k in ks) + " |")
+    return "\n".join(lines) + "\n"

@@ -40,6 +40,13 @@ class SeedSpread:
     std: float
     per_seed: tuple[float, ...]
 
+    @classmethod
+    def of(cls, per_seed: Sequence[float]) -> SeedSpread:
+        if not per_seed:
+            raise ValueError("need at least one seed")
+        std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+        return cls(float(np.mean(per_seed)), std, tuple(per_seed))
+
 
 def pass_at_k_over_seeds(
     correct_SP: Sequence[Sequence[int]], n: int, ks: Sequence[int]
@@ -47,9 +54,5 @@ def pass_at_k_over_seeds(
     """For each k: mean and spread over seeds of the problem-averaged pass@k."""
     result = {}
     for k in ks:
-        per_seed = tuple(mean_pass_at_k(correct_P, n, k) for correct_P in correct_SP)
-        if not per_seed:
-            raise ValueError("need at least one seed")
-        std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
-        result[k] = SeedSpread(float(np.mean(per_seed)), std, per_seed)
+        result[k] = SeedSpread.of([mean_pass_at_k(correct_P, n, k) for correct_P in correct_SP])
     return result
