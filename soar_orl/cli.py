@@ -7,6 +7,7 @@
     soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
     soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable
     soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds
+    soar questions RUN_DIR [--solver M]      Vendi, duplicates, answer agreement of a run's questions
     soar report RUN_DIR [RUN_DIR ...]        runs side by side: pass@k mean/spread, curves, promotions
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
@@ -163,6 +164,37 @@ def _add_eval_parsers(commands) -> None:
     ev.set_defaults(func=cmd_eval)
 
 
+def cmd_questions(args: argparse.Namespace) -> int:
+    import random
+
+    from soar_orl.config import load_config
+    from soar_orl.eval import questions
+    from soar_orl.eval.sampling import generate, start_engine, stop_engine
+    from soar_orl.resolve import resolve_model
+    from soar_orl.tasks import build_task
+
+    cfg = load_config(args.run_dir / "config.yaml")
+    task = build_task(cfg.data.task)
+    steps = questions.pairs_by_step(args.run_dir, task)
+    if not any(steps.values()):
+        raise SystemExit(f"error: {args.run_dir} has no valid teacher samples (teacher_samples/step_N.jsonl)")
+    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps)}
+    if args.samples > 0:
+        solver = args.solver or cfg.model.student
+        pool = [pair for pairs in steps.values() for pair in pairs]
+        chosen = random.Random(0).sample(pool, min(args.questions, len(pool)))
+        llm = start_engine(resolve_model(solver), cfg.model.dtype, cfg.model.max_model_len)
+        try:
+            responses = generate(llm, [task.student_prompt(p.question) for p in chosen], args.samples,
+                                 cfg.student.temperature, cfg.student.max_new_tokens)
+        finally:
+            stop_engine(llm)
+        result["agreement"] = {"solver": solver, "samples": args.samples, "questions": len(chosen),
+                               "share": questions.agreement(task, chosen, responses)}
+    print(questions.write_questions_report(args.run_dir, result).read_text())
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from soar_orl.eval.report import write_report
 
@@ -199,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     arith.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
     arith.set_defaults(func=cmd_pretrain_arith)
+    quest = commands.add_parser("questions", help="diversity (Vendi, duplicates) and answer agreement of a run's questions")
+    quest.add_argument("run_dir", type=Path, help="a SOAR run directory (runs/<name>)")
+    quest.add_argument("--solver", default=None, help="model whose majority answer is compared (default: the base student)")
+    quest.add_argument("--samples", type=int, default=8, help="solver samples per question (0: skip the agreement)")
+    quest.add_argument("--questions", type=int, default=256, help="questions checked for agreement (seeded sample)")
+    quest.set_defaults(func=cmd_questions)
     report = commands.add_parser("report", help="several run directories side by side: pass@k table, curves, promotions")
     report.add_argument("run_dirs", nargs="+", type=Path, help="run directories (runs/<name>)")
     report.add_argument("--out", type=Path, default=Path("report"), help="folder for report.md and curves.png")

@@ -1,0 +1,105 @@
+"""`soar questions RUN_DIR`: diversity and quality of the questions a teacher wrote in a run.
+
+Per outer step and over the whole run, from `teacher_samples/step_N.jsonl` (valid samples only):
+- Vendi score (eval/vendi.py; character n-gram TF-IDF, so compare runs with each other, not with
+  the paper's embedding-based values);
+- duplicate rate: the share of questions that repeat an earlier question of the same set, after
+  whitespace and case are normalised;
+- answer agreement: the share of questions whose teacher answer equals the majority answer of a
+  fresh solver (`--solver`, default the run's base student) over m samples. This is a cheap proxy
+  for correctness and nothing more: a solver that is wrong the same way as the teacher agrees, and
+  a question the solver cannot do counts as disagreeing even when the teacher is right.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from soar_orl.eval.vendi import vendi_score
+from soar_orl.meta.run_dir import atomic_write_text, read_jsonl
+from soar_orl.tasks.base import Outcome, Task
+from soar_orl.tasks.verify import extract_last_boxed
+from soar_orl.teacher.parser import QAPair
+
+VENDI_MAX_ITEMS = 512  # the kernel is N x N: subsample larger sets (seeded)
+
+
+def normalise(question: str) -> str:
+    return re.sub(r"\s+", " ", question.lower()).strip()
+
+
+def duplicate_rate(questions: Sequence[str]) -> float:
+    """Share of questions equal (normalised) to an earlier one in the list."""
+    if not questions:
+        raise ValueError("need at least one question")
+    return 1.0 - len({normalise(q) for q in questions}) / len(questions)
+
+
+def majority_answer(responses: Sequence[str]) -> str | None:
+    """The most frequent boxed answer among responses (ties: the first seen); None if none boxed."""
+    boxed = [extract_last_boxed(response) for response in responses]
+    counts = Counter(answer for answer in boxed if answer is not None)
+    return max(counts, key=counts.get) if counts else None
+
+
+def vendi_of(questions: Sequence[str], seed: int = 0) -> float:
+    if len(questions) > VENDI_MAX_ITEMS:
+        questions = random.Random(seed).sample(list(questions), VENDI_MAX_ITEMS)
+    return vendi_score(questions)
+
+
+def pairs_by_step(run_dir: Path, task: Task) -> dict[int, list[QAPair]]:
+    """The valid (question, answer) pairs of each step, re-parsed from the raw teacher samples."""
+    steps = {}
+    for path in sorted((run_dir / "teacher_samples").glob("step_*.jsonl"), key=lambda p: int(p.stem.split("_")[1])):
+        rows = read_jsonl(path)
+        pairs = [task.parse_teacher_output(row["text"]) for row in rows if row["valid"]]
+        steps[int(path.stem.split("_")[1])] = [pair for pair in pairs if isinstance(pair, QAPair)]
+    return steps
+
+
+def diversity(steps: dict[int, list[QAPair]]) -> dict:
+    per_step = {
+        step: {"questions": len(pairs), "vendi": vendi_of([p.question for p in pairs]),
+               "duplicate_rate": duplicate_rate([p.question for p in pairs])}
+        for step, pairs in steps.items() if pairs
+    }
+    everything = [p.question for pairs in steps.values() for p in pairs]
+    return {"per_step": per_step, "run": {"questions": len(everything), "vendi": vendi_of(everything),
+                                          "duplicate_rate": duplicate_rate(everything)}}
+
+
+def agreement(task: Task, pairs: Sequence[QAPair], responses: Sequence[Sequence[str]]) -> float:
+    """Share of pairs whose answer the solver's majority answer verifies against."""
+    agree = 0
+    for pair, samples in zip(pairs, responses, strict=True):
+        majority = majority_answer(samples)
+        if majority is not None:
+            agree += task.grade(f"\\boxed{{{majority}}}", pair.answer).outcome is Outcome.CORRECT
+    return agree / len(pairs)
+
+
+def format_questions_report(result: dict) -> str:
+    run = result["diversity"]["run"]
+    lines = [f"# Questions of {result['run_dir']}", "",
+             f"{run['questions']} valid questions: Vendi {run['vendi']:.2f}, duplicates {100 * run['duplicate_rate']:.1f}%"]
+    if "agreement" in result:
+        a = result["agreement"]
+        lines.append(f"answer agreement with {a['solver']} (majority of {a['samples']} samples, {a['questions']} "
+                     f"questions): {100 * a['share']:.1f}% (a proxy for correctness, see soar_orl/eval/questions.py)")
+    lines += ["", "| step | questions | Vendi | duplicates |", "|---:|---:|---:|---:|"]
+    for step, row in result["diversity"]["per_step"].items():
+        lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def write_questions_report(run_dir: Path, result: dict) -> Path:
+    out = run_dir / "eval"
+    atomic_write_text(out / "questions.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "questions.md", format_questions_report(result))
+    return out / "questions.md"
