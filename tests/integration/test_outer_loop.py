@@ -118,20 +118,26 @@ def test_grounded_soar_is_killed_and_resumes(tmp_path, soar_model):
     assert (run_dir / "config.yaml").exists() and list(run_dir.glob("events.out.tfevents.*"))
 
 
-# hard_only runs in test_quickstart.py, as the quickstart's Hard-Only baseline (same run_rlvr path).
-@pytest.mark.parametrize("mode", ["intrinsic", "base_teacher", "oracle"])
-def test_every_other_variant_runs(tmp_path, soar_model, mode):
-    recipe = write_recipe(tmp_path, soar_model, mode, mode=mode, outer_steps=1, intrinsic_samples=2, rlvr_steps=2)
-    overrides = ["pools.teacher_gpus=0"] if mode == "oracle" else []
-    if mode == "oracle":
-        overrides.append(f"data.full_train={tmp_path / 'hard.jsonl'}")
-    result = subprocess.run(soar_command(recipe, *overrides), capture_output=True, text=True, timeout=1200)
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+# Each variant's CPU recipe (the arithmetic world) for one step; cpu_hard_only's code path runs in
+# test_quickstart.py as the quickstart's Hard-Only baseline.
+@pytest.mark.parametrize("recipe", ["cpu_intrinsic", "cpu_base_teacher", "cpu_oracle"])
+def test_every_other_variant_runs_its_cpu_recipe(tmp_path, recipe):
+    overrides = [f"run.output_dir={tmp_path}", "meta.outer_steps=1", "meta.rlvr_steps=2", "evaluation.after_run=[]",
+                 "logging.progress_bar=false"]
+    result = subprocess.run(soar_command(RECIPES / f"{recipe}.yaml", *overrides), capture_output=True, text=True,
+                            timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "runs" / mode
+    run_dir = tmp_path / recipe
     rows = read_jsonl(run_dir / "metrics.jsonl")
-    if mode == "intrinsic":
-        assert all(0.0 <= rows[0][f"reward/dataset_{k}"] <= 0.25 for k in range(G))  # mean of p(1-p)
-    elif mode == "base_teacher":
+    g = yaml.safe_load((run_dir / "config.yaml").read_text())["meta"]["g"]
+    if recipe == "cpu_intrinsic":
+        assert all(0.0 <= rows[0][f"reward/dataset_{k}"] <= 0.25 for k in range(g))  # mean of p(1-p)
+        assert len({rows[0][f"reward/dataset_{k}"] for k in range(g)}) > 1  # the teacher gets an RLOO signal
+    elif recipe == "cpu_base_teacher":
+        assert [row["step"] for row in rows] == [0]
         assert not (run_dir / "checkpoints" / "teacher").exists()  # frozen teacher: nothing saved
     else:
         # Vanilla OpenRLHF RLVR: its own trainer's steps, graded by our reward function.

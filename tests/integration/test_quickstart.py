@@ -79,6 +79,14 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     assert f"| base | 1 | {100 * base['1']:.2f} ± 0.00 | {100 * base['4']:.2f} ± 0.00 |" in text
     assert (tmp_path / "report" / "curves.png").exists()
 
+    # `soar questions`: diversity per step and the base student's agreement with the teacher's answers.
+    questions = subprocess.run([sys.executable, "-m", "soar_orl.cli", "questions", str(run_dir), "--questions", "16",
+                                "--samples", "2"], capture_output=True, text=True, timeout=300)
+    assert questions.returncode == 0, questions.stderr[-3000:]
+    result = json.loads((run_dir / "eval" / "questions.json").read_text())
+    assert sorted(result["diversity"]["per_step"]) == ["0", "1"]
+    assert result["agreement"]["questions"] == 16 and 0.0 <= result["agreement"]["share"] <= 1.0
+
 
 def test_the_oracle_trains_on_everything_but_the_hard_test_split() -> None:
     full = {p.id for p in resolve_problems("builtin:arith/full_train")}
