@@ -7,7 +7,9 @@ sample standard deviation over them of pass@k. A method is named by the variant 
 ("SOAR-PS (grounded)"), except base and Hard-Only, which do not depend on the teacher and are
 pooled over every run that has them.
 
-The report is `report.md` plus `curves.png` (teacher reward and Q_R accuracy of every run).
+The runs table also gives the mean teacher reward over the run's steps and, when `soar questions`
+has run on it, the Vendi score and duplicate rate of its questions. The report is `report.md` plus
+`curves.png` (teacher reward and Q_R accuracy of every run).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RunSummary:
     metrics: list[dict]
     final: dict | None  # eval/final.json, if the run ended with the comparison
     promoted: list[dict]
+    questions: dict | None  # eval/questions.json, if `soar questions` ran on it
 
     @classmethod
     def load(cls, path: Path) -> RunSummary:
@@ -41,11 +44,12 @@ class RunSummary:
         if not config_file.exists():
             raise FileNotFoundError(f"{path} is not a run directory (no config.yaml)")
         config = yaml.safe_load(config_file.read_text())
-        final_file = path / "eval" / "final.json"
+        final, questions = (path / "eval" / "final.json"), (path / "eval" / "questions.json")
         return cls(
             path, config["meta"]["mode"], config["run"]["seed"], read_jsonl(path / "metrics.jsonl"),
-            json.loads(final_file.read_text()) if final_file.exists() else None,
+            json.loads(final.read_text()) if final.exists() else None,
             read_jsonl(path / "promoted_questions.jsonl"),
+            json.loads(questions.read_text()) if questions.exists() else None,
         )
 
 
@@ -83,12 +87,15 @@ def pass_at_k_cells(runs: Sequence[RunSummary]) -> dict[tuple[str, str, str], Ce
 
 def format_report(runs: Sequence[RunSummary], curves: Path | None) -> str:
     cells = pass_at_k_cells(runs)
-    lines = ["# soar report", "", "| run | variant | seed | outer steps | promotions | final mean reward |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["# soar report", "",
+             "| run | variant | seed | outer steps | promotions | mean reward | question Vendi | duplicates |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         steps = [row for row in run.metrics if "reward/mean" in row]
-        last = f"{steps[-1]['reward/mean']:+.3f}" if steps else "-"
-        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {last} |")
+        reward = f"{mean(row['reward/mean'] for row in steps):+.4f}" if steps else "-"
+        diversity = run.questions["diversity"]["run"] if run.questions else None
+        vendi = f"{diversity['vendi']:.1f} | {100 * diversity['duplicate_rate']:.1f}%" if diversity else "- | -"
+        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {reward} | {vendi} |")
     lines.append("")
     for test_set in sorted({key[1] for key in cells}):
         ks = sorted({key[2] for key in cells if key[1] == test_set}, key=int)
