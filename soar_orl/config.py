@@ -237,9 +237,10 @@ class EvaluationConfig(_Section):
     """Longest sampled answer (paper: 1024)."""
     seed: int = Field(0, ge=0)
     """Seeds the evaluation engine, so the same model gives the same samples."""
-    after_run: list[Literal["hard_only", "pq", "teacher"]] = Field(default_factory=list)
+    after_run: list[Literal["hard_only", "oracle", "pq", "teacher"]] = Field(default_factory=list)
     """Comparisons to run once a SOAR run ends, each with the student budget meta.rlvr_steps:
-    `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split; `pq`
+    `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split, `oracle`
+    on data.full_train; `pq`
     trains a fresh student on the promoted questions and the hard train split (see
     `synthetic_order`); `teacher` does the same with questions sampled from the run's final
     teacher (SOAR-T). Then base model, these, and the promoted student (SOAR-PS) are evaluated and
@@ -316,6 +317,8 @@ class SoarConfig(_Section):
                 f"student.train_micro_batch_size ({student.train_micro_batch_size}) must divide "
                 f"student.batch_prompts x student.group_size ({student.batch_prompts * student.group_size})"
             )
+        if "oracle" in self.evaluation.after_run and not self.data.full_train:
+            problems.append("evaluation.after_run: oracle needs data.full_train")
         if self.evaluation.after_run and not meta.uses_teacher:
             problems.append(f"evaluation.after_run compares against a SOAR run; meta.mode={meta.mode} has none")
         if problems:

@@ -4,8 +4,8 @@ Each run directory brings its resolved config (variant = meta.mode, seed), its m
 when it ran the final comparison (`evaluation.after_run`), eval/final.json. Runs of the same
 variant are seeds of one experiment: the table gives, per method and test set, the mean and the
 sample standard deviation over them of pass@k. A method is named by the variant that produced it
-("SOAR-PS (grounded)"), except base and Hard-Only, which do not depend on the teacher and are
-pooled over every run that has them.
+("SOAR-PS (grounded)"), except base, Hard-Only and Oracle, which do not depend on the teacher and
+are pooled over every run that has them.
 
 The runs table also gives the mean teacher reward over the run's steps and, when `soar questions`
 has run on it, the Vendi score and duplicate rate of its questions. The report is `report.md` plus
@@ -24,7 +24,7 @@ import yaml
 
 from soar_orl.meta.run_dir import read_jsonl
 
-TEACHER_FREE_METHODS = ("base", "Hard-Only")
+TEACHER_FREE_METHODS = ("base", "Hard-Only", "Oracle")
 EXAMPLE_QUESTIONS = 3
 
 
@@ -158,5 +158,5 @@ def write_report(run_paths: Sequence[Path], out_dir: Path) -> Path:
 
 
 def _method_order(label: str) -> tuple[int, str]:
-    order = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ", "SOAR-T")
+    order = ("base", "Hard-Only", "Oracle", "SOAR-PS", "SOAR-PQ", "SOAR-T")
     return next((i for i, name in enumerate(order) if label.startswith(name)), len(order)), label

@@ -4,7 +4,7 @@ of every method on the test sets, a table, the promoted questions and the curves
 Methods (paper, section 4):
 - base: the base student, untrained;
 - Hard-Only: a fresh base student trained by vanilla OpenRLHF RLVR on the hard train split for
-  `meta.rlvr_steps` steps (meta/rlvr.py);
+  `meta.rlvr_steps` steps (meta/rlvr.py); Oracle: the same on the full real training set;
 - SOAR-PS: the promoted student, i.e. the run's last baseline student (the base model when
   nothing was promoted);
 - SOAR-PQ: a fresh base student trained by the same RLVR, with the same budget, on the promoted
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
@@ -34,7 +33,7 @@ from soar_orl.tasks.base import Problem
 
 log = logging.getLogger("soar")
 
-METHODS = ("base", "Hard-Only", "SOAR-PS", "SOAR-PQ", "SOAR-T")
+METHODS = ("base", "Hard-Only", "Oracle", "SOAR-PS", "SOAR-PQ", "SOAR-T")
 SHOWN_PROMOTED_QUESTIONS = 5
 
 
@@ -48,7 +47,9 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     models: dict[str, str] = {"base": resolve_model(cfg.model.student)}
     notes: dict[str, str] = {}
     if "hard_only" in cfg.evaluation.after_run:
-        models["Hard-Only"] = _train_student(cfg, run_path, "hard_only", None)
+        models["Hard-Only"] = _train_student(cfg, run_path, "hard_only", resolve_problems(cfg.data.hard_train))
+    if "oracle" in cfg.evaluation.after_run:
+        models["Oracle"] = _train_student(cfg, run_path, "oracle", resolve_problems(cfg.data.full_train))
     models["SOAR-PS"] = str(_promoted_student(cfg, run_path) or models["base"])
     if not promoted:
         notes["SOAR-PS"] = "no promotion: the base student"
@@ -117,7 +118,7 @@ def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> 
     return "\n".join(lines)
 
 
-def _train_student(cfg: SoarConfig, run_path: Path, name: str, problems: list[Problem] | None,
+def _train_student(cfg: SoarConfig, run_path: Path, name: str, problems: list[Problem],
                    model: str | None = None, steps: int | None = None) -> str:
     """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder."""
     sub = derive_config(cfg, {
@@ -139,10 +140,7 @@ def _train_on_synthetic(cfg: SoarConfig, run_path: Path, name: str, synthetic: l
     """A fresh student trained on synthetic questions and the hard train split, in the configured order."""
     hard_train = resolve_problems(cfg.data.hard_train)
     if cfg.evaluation.synthetic_order == "mixed":
-        # Shuffled here: OpenRLHF keeps the first data.max_samples prompts of its dataset.
-        mixed = synthetic + hard_train
-        random.Random(cfg.run.seed).shuffle(mixed)
-        return _train_student(cfg, run_path, name, mixed)
+        return _train_student(cfg, run_path, name, synthetic + hard_train)  # run_rlvr shuffles
     first = max(1, cfg.meta.rlvr_steps // 2)
     stage_one = _train_student(cfg, run_path, f"{name}_stage1", synthetic, steps=first)
     return _train_student(cfg, run_path, name, hard_train, model=stage_one, steps=max(1, cfg.meta.rlvr_steps - first))

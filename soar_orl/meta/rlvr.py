@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import os
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,10 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
     task = build_task(cfg.data.task)
     if problems is None:
         problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
+    # OpenRLHF keeps the first data.max_samples prompts of the file: shuffle (seeded) so that a
+    # budget smaller than the set draws from all of it, not from the start of the file.
+    problems = list(problems)
+    random.Random(cfg.run.seed).shuffle(problems)
     prompts = run_dir.path / "rlvr_prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"prompt": task.student_prompt(p.problem), "label": p.answer}) + "\n" for p in problems)
