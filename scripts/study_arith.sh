@@ -5,13 +5,15 @@
 #
 #   bash scripts/study_arith.sh                 # seeds 0 1 2: 9 runs of about 8 minutes on 2 cores
 #   SEEDS="0 1" bash scripts/study_arith.sh     # fewer seeds
+#   RECIPES="cpu_intrinsic" bash scripts/study_arith.sh   # some variants only
 #
 # Finished runs (eval/final.json present) are skipped, so a stopped study continues where it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
+RECIPES=${RECIPES:-"quickstart cpu_intrinsic cpu_base_teacher"}
 for seed in $SEEDS; do
-  for recipe in quickstart cpu_intrinsic cpu_base_teacher; do
+  for recipe in $RECIPES; do
     name="study-${recipe}-s${seed}"
     if [ -f "runs/${name}/eval/final.json" ]; then continue; fi
     bash run.sh "recipes/${recipe}.yaml" "run.seed=${seed}" "run.name=${name}" run.overwrite=true logging.progress_bar=false
