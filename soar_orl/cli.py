@@ -77,9 +77,8 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     problems = resolve_problems(args.problems)[: args.limit]
     model_dir = resolve_model(args.model)
-    settings = FilterSettings(model=model_dir, task=args.task, k=args.k, temperature=args.temperature,
-                              max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype,
-                              shard_size=args.shard_size, keep_responses=args.keep_responses)
+    settings = FilterSettings(model_dir, args.task, args.k, args.temperature, args.max_tokens, args.seed,
+                              args.shard_size, args.keep_responses)
     task = build_task(args.task)
     engine = []  # started on the first shard that needs sampling: a finished run needs none
 
@@ -106,7 +105,9 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from soar_orl.eval.evaluate import EvalSettings, evaluate_over_seeds, write_pass_at_k_report
+    import json
+
+    from soar_orl.eval.evaluate import EvalSettings, evaluate_over_seeds, format_pass_at_k
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.tasks import build_task
 
@@ -123,7 +124,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate_over_seeds(resolve_model(args.model), build_task(args.task), test_sets, settings, args.seeds,
                                   args.out)
     sizes = {name: len(problems) for name, problems in test_sets.items()}
-    print(write_pass_at_k_report(args.out, args.model, settings, args.seeds, results, sizes).read_text())
+    table = format_pass_at_k(results, sizes, settings.samples)
+    (args.out / "pass_at_k.md").write_text(table)
+    (args.out / "pass_at_k.json").write_text(json.dumps({
+        "model": args.model, "samples": settings.samples, "seeds": args.seeds, "problems": sizes,
+        "pass_at_k": {name: {str(k): {"mean": c.mean, "std": c.std, "per_seed": c.per_seed} for k, c in table_.items()}
+                      for name, table_ in results.items()},
+    }, indent=2) + "\n")
+    print(table)
     return 0
 
 
