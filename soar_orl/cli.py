@@ -178,29 +178,19 @@ def cmd_questions(args: argparse.Namespace) -> int:
     steps = questions.pairs_by_step(args.run_dir, task)
     if not any(steps.values()):
         raise SystemExit(f"error: {args.run_dir} has no valid teacher samples (teacher_samples/step_N.jsonl)")
-    promoted = questions.promoted_pairs(args.run_dir)
-    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps),
-              "promoted": questions.summarise(promoted) if promoted else None}
+    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps)}
     if args.samples > 0:
         solver = args.solver or cfg.model.student
-        generated = [pair for pairs in steps.values() for pair in pairs]
-        # Seeded samples of at most --questions each; one engine call answers both sets.
-        checked = {name: random.Random(0).sample(pairs, min(args.questions, len(pairs)))
-                   for name, pairs in (("generated", generated), ("promoted", promoted))}
-        asked = checked["generated"] + checked["promoted"]
+        pool = [pair for pairs in steps.values() for pair in pairs]
+        chosen = random.Random(0).sample(pool, min(args.questions, len(pool)))
         llm = start_engine(resolve_model(solver), cfg.model.dtype, cfg.model.max_model_len)
         try:
-            responses = generate(llm, [task.student_prompt(p.question) for p in asked], args.samples,
+            responses = generate(llm, [task.student_prompt(p.question) for p in chosen], args.samples,
                                  cfg.student.temperature, cfg.student.max_new_tokens)
         finally:
             stop_engine(llm)
-        answered = len(checked["generated"])
-        result["agreement"] = {"solver": solver, "samples": args.samples, "questions": answered,
-                               "share": questions.agreement(task, checked["generated"], responses[:answered])}
-        if promoted:
-            result["promoted"]["agreement"] = {
-                "questions": len(checked["promoted"]),
-                "share": questions.agreement(task, checked["promoted"], responses[answered:])}
+        result["agreement"] = {"solver": solver, "samples": args.samples, "questions": len(chosen),
+                               "share": questions.agreement(task, chosen, responses)}
     print(questions.write_questions_report(args.run_dir, result).read_text())
     return 0
 
@@ -245,8 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     quest.add_argument("run_dir", type=Path, help="a SOAR run directory (runs/<name>)")
     quest.add_argument("--solver", default=None, help="model whose majority answer is compared (default: the base student)")
     quest.add_argument("--samples", type=int, default=8, help="solver samples per question (0: skip the agreement)")
-    quest.add_argument("--questions", type=int, default=256,
-                       help="questions checked for agreement, of all generated and of the promoted ones (seeded samples)")
+    quest.add_argument("--questions", type=int, default=256, help="questions checked for agreement (seeded sample)")
     quest.set_defaults(func=cmd_questions)
     report = commands.add_parser("report", help="several run directories side by side: pass@k table, curves, promotions")
     report.add_argument("run_dirs", nargs="+", type=Path, help="run directories (runs/<name>)")
