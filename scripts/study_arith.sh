@@ -8,6 +8,7 @@
 #   RECIPES="cpu_intrinsic" bash scripts/study_arith.sh   # some variants only
 #
 # Finished runs (eval/final.json present) are skipped, so a stopped study continues where it was.
+# Hard-Only is trained in the quickstart runs only: `soar report` pools it once per seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
@@ -16,7 +17,11 @@ for seed in $SEEDS; do
   for recipe in $RECIPES; do
     name="study-${recipe}-s${seed}"
     if [ -f "runs/${name}/eval/final.json" ]; then continue; fi
-    bash run.sh "recipes/${recipe}.yaml" "run.seed=${seed}" "run.name=${name}" run.overwrite=true logging.progress_bar=false
+    # Hard-Only depends on the seed only, so the grounded run (the quickstart) trains it once per seed.
+    after_run=()
+    if [ "$recipe" != quickstart ]; then after_run=("evaluation.after_run=[pq]"); fi
+    bash run.sh "recipes/${recipe}.yaml" "run.seed=${seed}" "run.name=${name}" run.overwrite=true \
+      logging.progress_bar=false "${after_run[@]}"
     bash run.sh questions "runs/${name}" --samples 0
   done
 done

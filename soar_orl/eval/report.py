@@ -4,8 +4,9 @@ Each run directory brings its resolved config (variant = meta.mode, seed), its m
 when it ran the final comparison (`evaluation.after_run`), eval/final.json. Runs of the same
 variant are seeds of one experiment: the table gives, per method and test set, the mean and the
 sample standard deviation over them of pass@k. A method is named by the variant that produced it
-("SOAR-PS (grounded)"), except base, Hard-Only and Oracle, which do not depend on the teacher and
-are pooled over every run that has them.
+("SOAR-PS (grounded)"), except base, Hard-Only and Oracle, which do not depend on the teacher: they
+are pooled over runs, one value per seed, since runs of a study differ only in variant and seed and
+the same seed trains the same Hard-Only student whatever the variant.
 
 The runs table also gives the mean teacher reward over the run's steps and, when `soar questions`
 has run on it, the Vendi score and duplicate rate of its questions. The report is `report.md` plus
@@ -75,10 +76,15 @@ def method_label(method: str, variant: str) -> str:
 def pass_at_k_cells(runs: Sequence[RunSummary]) -> dict[tuple[str, str, str], Cell]:
     """(method label, test set, k) -> the values of every run that has it."""
     values: dict[tuple[str, str, str], list[float]] = {}
+    pooled_seeds: set[tuple[str, int]] = set()
     for run in runs:
         if run.final is None:
             continue
         for method, by_set in run.final["pass_at_k"].items():
+            if method in TEACHER_FREE_METHODS:
+                if (method, run.seed) in pooled_seeds:
+                    continue
+                pooled_seeds.add((method, run.seed))
             for test_set, table in by_set.items():
                 for k, value in table.items():
                     values.setdefault((method_label(method, run.variant), test_set, k), []).append(value)
