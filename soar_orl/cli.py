@@ -77,8 +77,9 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     problems = resolve_problems(args.problems)[: args.limit]
     model_dir = resolve_model(args.model)
-    settings = FilterSettings(model_dir, args.task, args.k, args.temperature, args.max_tokens, args.seed,
-                              args.shard_size, args.keep_responses)
+    settings = FilterSettings(model=model_dir, task=args.task, k=args.k, temperature=args.temperature,
+                              max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype,
+                              shard_size=args.shard_size, keep_responses=args.keep_responses)
     task = build_task(args.task)
     engine = []  # started on the first shard that needs sampling: a finished run needs none
 
@@ -105,9 +106,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
-    from soar_orl.eval.evaluate import EvalSettings, evaluate_over_seeds, format_pass_at_k
+    from soar_orl.eval.evaluate import EvalSettings, evaluate_over_seeds, write_pass_at_k_report
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.tasks import build_task
 
@@ -124,14 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate_over_seeds(resolve_model(args.model), build_task(args.task), test_sets, settings, args.seeds,
                                   args.out)
     sizes = {name: len(problems) for name, problems in test_sets.items()}
-    table = format_pass_at_k(results, sizes, settings.samples)
-    (args.out / "pass_at_k.md").write_text(table)
-    (args.out / "pass_at_k.json").write_text(json.dumps({
-        "model": args.model, "samples": settings.samples, "seeds": args.seeds, "problems": sizes,
-        "pass_at_k": {name: {str(k): {"mean": c.mean, "std": c.std, "per_seed": c.per_seed} for k, c in table_.items()}
-                      for name, table_ in results.items()},
-    }, indent=2) + "\n")
-    print(table)
+    print(write_pass_at_k_report(args.out, args.model, settings, args.seeds, results, sizes).read_text())
     return 0
 
 
@@ -178,19 +170,29 @@ def cmd_questions(args: argparse.Namespace) -> int:
     steps = questions.pairs_by_step(args.run_dir, task)
     if not any(steps.values()):
         raise SystemExit(f"error: {args.run_dir} has no valid teacher samples (teacher_samples/step_N.jsonl)")
-    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps)}
+    promoted = questions.promoted_pairs(args.run_dir)
+    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps),
+              "promoted": questions.summarise(promoted) if promoted else None}
     if args.samples > 0:
         solver = args.solver or cfg.model.student
-        pool = [pair for pairs in steps.values() for pair in pairs]
-        chosen = random.Random(0).sample(pool, min(args.questions, len(pool)))
+        generated = [pair for pairs in steps.values() for pair in pairs]
+        # Seeded samples of at most --questions each; one engine call answers both sets.
+        checked = {name: random.Random(0).sample(pairs, min(args.questions, len(pairs)))
+                   for name, pairs in (("generated", generated), ("promoted", promoted))}
+        asked = checked["generated"] + checked["promoted"]
         llm = start_engine(resolve_model(solver), cfg.model.dtype, cfg.model.max_model_len)
         try:
-            responses = generate(llm, [task.student_prompt(p.question) for p in chosen], args.samples,
+            responses = generate(llm, [task.student_prompt(p.question) for p in asked], args.samples,
                                  cfg.student.temperature, cfg.student.max_new_tokens)
         finally:
             stop_engine(llm)
-        result["agreement"] = {"solver": solver, "samples": args.samples, "questions": len(chosen),
-                               "share": questions.agreement(task, chosen, responses)}
+        answered = len(checked["generated"])
+        result["agreement"] = {"solver": solver, "samples": args.samples, "questions": answered,
+                               "share": questions.agreement(task, checked["generated"], responses[:answered])}
+        if promoted:
+            result["promoted"]["agreement"] = {
+                "questions": len(checked["promoted"]),
+                "share": questions.agreement(task, checked["promoted"], responses[answered:])}
     print(questions.write_questions_report(args.run_dir, result).read_text())
     return 0
 
@@ -235,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     quest.add_argument("run_dir", type=Path, help="a SOAR run directory (runs/<name>)")
     quest.add_argument("--solver", default=None, help="model whose majority answer is compared (default: the base student)")
     quest.add_argument("--samples", type=int, default=8, help="solver samples per question (0: skip the agreement)")
-    quest.add_argument("--questions", type=int, default=256, help="questions checked for agreement (seeded sample)")
+    quest.add_argument("--questions", type=int, default=256,
+                       help="questions checked for agreement, of all generated and of the promoted ones (seeded samples)")
     quest.set_defaults(func=cmd_questions)
     report = commands.add_parser("report", help="several run directories side by side: pass@k table, curves, promotions")
     report.add_argument("run_dirs", nargs="+", type=Path, help="run directories (runs/<name>)")

@@ -103,3 +103,17 @@ def format_pass_at_k(results: Mapping[str, Mapping[int, SeedSpread]], sizes: Map
         lines.append(f"| {name} | {sizes[name]} | "
                      + " | ".join(f"{100 * table[k].mean:.2f} ± {100 * table[k].std:.2f}" for k in ks) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_pass_at_k_report(out_dir: Path, model: str, settings: EvalSettings, seeds: Sequence[int],
+                           results: Mapping[str, Mapping[int, SeedSpread]], sizes: Mapping[str, int]) -> Path:
+    """`pass_at_k.json` (mean, std and per-seed values, in `seeds` order, per test set and k) and `pass_at_k.md`."""
+    record = {
+        "model": model, "samples": settings.samples, "temperature": settings.temperature,
+        "max_new_tokens": settings.max_new_tokens, "seeds": list(seeds), "problems": dict(sizes),
+        "pass_at_k": {name: {str(k): {"mean": c.mean, "std": c.std, "per_seed": list(c.per_seed)} for k, c in table.items()}
+                      for name, table in results.items()},
+    }
+    atomic_write_text(out_dir / "pass_at_k.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out_dir / "pass_at_k.md", format_pass_at_k(results, sizes, settings.samples))
+    return out_dir / "pass_at_k.md"

@@ -47,6 +47,8 @@ class FilterSettings:
     max_tokens: int = 1024
     seed: int = 0
     """Seeds the sampling engine and the 50/50 split."""
+    dtype: str = "bfloat16"
+    """The engine's dtype: bf16 and fp32 sample from slightly different distributions."""
     shard_size: int = 32
     """Problems per shard: the most work a kill can lose."""
     keep_responses: bool = False

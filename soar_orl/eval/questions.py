@@ -1,6 +1,8 @@
 """`soar questions RUN_DIR`: diversity and quality of the questions a teacher wrote in a run.
 
-Per outer step and over the whole run, from `teacher_samples/step_N.jsonl` (valid samples only):
+Per outer step and over the whole run, from `teacher_samples/step_N.jsonl` (valid samples only),
+and separately for the promoted questions (PQ, `promoted_questions.jsonl`), the set the paper
+analyses (it finds only 32.8% of PQ answers correct):
 - Vendi score (eval/vendi.py; character n-gram TF-IDF, so compare runs with each other, not with
   the paper's embedding-based values);
 - duplicate rate: the share of questions that repeat an earlier question of the same set, after
@@ -53,6 +55,13 @@ def vendi_of(questions: Sequence[str], seed: int = 0) -> float:
     return vendi_score(questions)
 
 
+def promoted_pairs(run_dir: Path) -> list[QAPair]:
+    """Every (question, answer) pair of the PQ archive, in promotion order."""
+    path = run_dir / "promoted_questions.jsonl"
+    rows = read_jsonl(path) if path.exists() else []
+    return [QAPair(pair["question"], pair["answer"]) for row in rows for pair in row["pairs"]]
+
+
 def pairs_by_step(run_dir: Path, task: Task) -> dict[int, list[QAPair]]:
     """The valid (question, answer) pairs of each step, re-parsed from the raw teacher samples."""
     steps = {}
@@ -63,15 +72,15 @@ def pairs_by_step(run_dir: Path, task: Task) -> dict[int, list[QAPair]]:
     return steps
 
 
+def summarise(pairs: Sequence[QAPair]) -> dict:
+    """Size, Vendi score and duplicate rate of a non-empty set of questions."""
+    questions = [p.question for p in pairs]
+    return {"questions": len(questions), "vendi": vendi_of(questions), "duplicate_rate": duplicate_rate(questions)}
+
+
 def diversity(steps: dict[int, list[QAPair]]) -> dict:
-    per_step = {
-        step: {"questions": len(pairs), "vendi": vendi_of([p.question for p in pairs]),
-               "duplicate_rate": duplicate_rate([p.question for p in pairs])}
-        for step, pairs in steps.items() if pairs
-    }
-    everything = [p.question for pairs in steps.values() for p in pairs]
-    return {"per_step": per_step, "run": {"questions": len(everything), "vendi": vendi_of(everything),
-                                          "duplicate_rate": duplicate_rate(everything)}}
+    return {"per_step": {step: summarise(pairs) for step, pairs in steps.items() if pairs},
+            "run": summarise([p for pairs in steps.values() for p in pairs])}
 
 
 def agreement(task: Task, pairs: Sequence[QAPair], responses: Sequence[Sequence[str]]) -> float:
@@ -92,6 +101,15 @@ def format_questions_report(result: dict) -> str:
         a = result["agreement"]
         lines.append(f"answer agreement with {a['solver']} (majority of {a['samples']} samples, {a['questions']} "
                      f"questions): {100 * a['share']:.1f}% (a proxy for correctness, see soar_orl/eval/questions.py)")
+    promoted = result.get("promoted")
+    if promoted:
+        lines += ["", f"{promoted['questions']} promoted questions (PQ): Vendi {promoted['vendi']:.2f}, "
+                      f"duplicates {100 * promoted['duplicate_rate']:.1f}%"]
+        if "agreement" in promoted:
+            lines.append(f"PQ answer agreement with the same solver ({promoted['agreement']['questions']} questions): "
+                         f"{100 * promoted['agreement']['share']:.1f}% (the same proxy)")
+    else:
+        lines += ["", "no promoted questions in this run"]
     lines += ["", "| step | questions | Vendi | duplicates |", "|---:|---:|---:|---:|"]
     for step, row in result["diversity"]["per_step"].items():
         lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% |")

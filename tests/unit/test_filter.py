@@ -64,5 +64,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     run_filter(PROBLEMS, SETTINGS, tmp_path, Sampler())
     with pytest.raises(FilterResumeError, match="k: 4 before, 8 now"):
         run_filter(PROBLEMS, FilterSettings(model="m", task="math", k=8, shard_size=3), tmp_path, Sampler())
+    with pytest.raises(FilterResumeError, match="dtype: 'bfloat16' before, 'float32' now"):
+        run_filter(PROBLEMS, FilterSettings(model="m", task="math", k=4, shard_size=3, dtype="float32"), tmp_path, Sampler())
     with pytest.raises(FilterResumeError, match="problems"):
         run_filter(PROBLEMS[:5], SETTINGS, tmp_path, Sampler())

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from soar_orl.eval.questions import agreement, diversity, duplicate_rate, majority_answer, pairs_by_step
+from soar_orl.eval.questions import (
+    agreement,
+    diversity,
+    duplicate_rate,
+    format_questions_report,
+    majority_answer,
+    pairs_by_step,
+    promoted_pairs,
+    summarise,
+)
 from soar_orl.tasks.arith import ArithTask
 from soar_orl.teacher.parser import QAPair
 
@@ -44,3 +53,25 @@ def test_diversity_per_step_from_the_raw_teacher_samples(tmp_path: Path) -> None
     assert result["per_step"][0]["duplicate_rate"] == pytest.approx(1 / 3)
     assert result["per_step"][1]["vendi"] > result["per_step"][0]["vendi"]
     assert result["run"]["questions"] == 6
+
+
+def test_promoted_pairs_are_read_in_promotion_order(tmp_path: Path) -> None:
+    assert promoted_pairs(tmp_path) == []  # no promotion yet: no file
+    rows = [{"step": 3, "pairs": [{"question": "1+1", "answer": "2"}, {"question": "2+2", "answer": "4"}]},
+            {"step": 7, "pairs": [{"question": "1+1", "answer": "3"}]}]
+    (tmp_path / "promoted_questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pairs = promoted_pairs(tmp_path)
+    assert pairs == [QAPair("1+1", "2"), QAPair("2+2", "4"), QAPair("1+1", "3")]
+    assert summarise(pairs)["duplicate_rate"] == pytest.approx(1 / 3)
+
+
+def test_the_markdown_calls_agreement_a_proxy_and_reports_pq_separately() -> None:
+    steps = {0: [QAPair("1+2", "3"), QAPair("4+5", "9")]}
+    result = {"run_dir": "runs/x", "diversity": diversity(steps),
+              "agreement": {"solver": "builtin:arith", "samples": 8, "questions": 2, "share": 0.5},
+              "promoted": {**summarise(steps[0]), "agreement": {"questions": 2, "share": 1.0}}}
+    text = format_questions_report(result)
+    assert "answer agreement with builtin:arith (majority of 8 samples, 2 questions): 50.0% (a proxy for correctness" in text
+    assert "2 promoted questions (PQ)" in text and "PQ answer agreement with the same solver (2 questions): 100.0%" in text
+    assert "| 0 | 2 |" in text
+    assert "no promoted questions" in format_questions_report({**result, "promoted": None})
