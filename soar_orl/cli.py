@@ -171,8 +171,8 @@ def cmd_questions(args: argparse.Namespace) -> int:
     if not any(steps.values()):
         raise SystemExit(f"error: {args.run_dir} has no valid teacher samples (teacher_samples/step_N.jsonl)")
     promoted = questions.promoted_pairs(args.run_dir)
-    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(steps),
-              "promoted": questions.summarise(promoted) if promoted else None}
+    result = {"run_dir": str(args.run_dir), "diversity": questions.diversity(task, steps),
+              "promoted": questions.summarise(task, promoted) if promoted else None}
     if args.samples > 0:
         solver = args.solver or cfg.model.student
         generated = [pair for pairs in steps.values() for pair in pairs]

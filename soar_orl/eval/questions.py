@@ -7,6 +7,8 @@ analyses (it finds only 32.8% of PQ answers correct):
   the paper's embedding-based values);
 - duplicate rate: the share of questions that repeat an earlier question of the same set, after
   whitespace and case are normalised;
+- answer accuracy: the share of pairs whose answer is the true one, where the task computes true
+  answers exactly (arith; Task.reference_answer), else absent;
 - answer agreement: the share of questions whose teacher answer equals the majority answer of a
   fresh solver (`--solver`, default the run's base student) over m samples. This is a cheap proxy
   for correctness and nothing more: a solver that is wrong the same way as the teacher agrees, and
@@ -72,15 +74,32 @@ def pairs_by_step(run_dir: Path, task: Task) -> dict[int, list[QAPair]]:
     return steps
 
 
-def summarise(pairs: Sequence[QAPair]) -> dict:
-    """Size, Vendi score and duplicate rate of a non-empty set of questions."""
+def answer_accuracy(task: Task, pairs: Sequence[QAPair]) -> float | None:
+    """Share of pairs whose answer is the true one (a question the task cannot solve counts as
+    wrong); None when the task computes no true answers at all (math)."""
+    references = [task.reference_answer(pair.question) for pair in pairs]
+    if all(reference is None for reference in references):
+        return None
+    right = sum(reference is not None and task.grade(f"\\boxed{{{reference}}}", pair.answer).outcome is Outcome.CORRECT
+                for reference, pair in zip(references, pairs, strict=True))
+    return right / len(pairs)
+
+
+def summarise(task: Task, pairs: Sequence[QAPair]) -> dict:
+    """Size, Vendi score, duplicate rate and (when the task knows true answers) answer accuracy of
+    a non-empty set of questions."""
     questions = [p.question for p in pairs]
-    return {"questions": len(questions), "vendi": vendi_of(questions), "duplicate_rate": duplicate_rate(questions)}
+    return {"questions": len(questions), "vendi": vendi_of(questions), "duplicate_rate": duplicate_rate(questions),
+            "answer_accuracy": answer_accuracy(task, pairs)}
 
 
-def diversity(steps: dict[int, list[QAPair]]) -> dict:
-    return {"per_step": {step: summarise(pairs) for step, pairs in steps.items() if pairs},
-            "run": summarise([p for pairs in steps.values() for p in pairs])}
+def diversity(task: Task, steps: dict[int, list[QAPair]]) -> dict:
+    return {"per_step": {step: summarise(task, pairs) for step, pairs in steps.items() if pairs},
+            "run": summarise(task, [p for pairs in steps.values() for p in pairs])}
+
+
+def _accuracy_text(row: dict) -> str:
+    return "-" if row.get("answer_accuracy") is None else f"{100 * row['answer_accuracy']:.1f}%"
 
 
 def agreement(task: Task, pairs: Sequence[QAPair], responses: Sequence[Sequence[str]]) -> float:
@@ -96,7 +115,8 @@ def agreement(task: Task, pairs: Sequence[QAPair], responses: Sequence[Sequence[
 def format_questions_report(result: dict) -> str:
     run = result["diversity"]["run"]
     lines = [f"# Questions of {result['run_dir']}", "",
-             f"{run['questions']} valid questions: Vendi {run['vendi']:.2f}, duplicates {100 * run['duplicate_rate']:.1f}%"]
+             f"{run['questions']} valid questions: Vendi {run['vendi']:.2f}, duplicates {100 * run['duplicate_rate']:.1f}%, "
+             f"right answers {_accuracy_text(run)}"]
     if "agreement" in result:
         a = result["agreement"]
         lines.append(f"answer agreement with {a['solver']} (majority of {a['samples']} samples, {a['questions']} "
@@ -104,15 +124,16 @@ def format_questions_report(result: dict) -> str:
     promoted = result.get("promoted")
     if promoted:
         lines += ["", f"{promoted['questions']} promoted questions (PQ): Vendi {promoted['vendi']:.2f}, "
-                      f"duplicates {100 * promoted['duplicate_rate']:.1f}%"]
+                      f"duplicates {100 * promoted['duplicate_rate']:.1f}%, right answers {_accuracy_text(promoted)}"]
         if "agreement" in promoted:
             lines.append(f"PQ answer agreement with the same solver ({promoted['agreement']['questions']} questions): "
                          f"{100 * promoted['agreement']['share']:.1f}% (the same proxy)")
     else:
         lines += ["", "no promoted questions in this run"]
-    lines += ["", "| step | questions | Vendi | duplicates |", "|---:|---:|---:|---:|"]
+    lines += ["", "| step | questions | Vendi | duplicates | right answers |", "|---:|---:|---:|---:|---:|"]
     for step, row in result["diversity"]["per_step"].items():
-        lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% |")
+        lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% | "
+                     f"{_accuracy_text(row)} |")
     return "\n".join(lines) + "\n"
 
 

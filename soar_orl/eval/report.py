@@ -9,7 +9,7 @@ are pooled over runs, one value per seed, since runs of a study differ only in v
 the same seed trains the same Hard-Only student whatever the variant.
 
 The runs table also gives the mean teacher reward over the run's steps and, when `soar questions`
-has run on it, the Vendi score and duplicate rate of its questions. The report is `report.md` plus
+has run on it, the Vendi score, duplicate rate and (arith) share of right answers of its questions. The report is `report.md` plus
 `curves.png` (teacher reward and Q_R accuracy of every run).
 """
 
@@ -94,14 +94,16 @@ def pass_at_k_cells(runs: Sequence[RunSummary]) -> dict[tuple[str, str, str], Ce
 def format_report(runs: Sequence[RunSummary], curves: Path | None) -> str:
     cells = pass_at_k_cells(runs)
     lines = ["# soar report", "",
-             "| run | variant | seed | outer steps | promotions | mean reward | question Vendi | duplicates |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| run | variant | seed | outer steps | promotions | mean reward | question Vendi | duplicates | right answers |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         steps = [row for row in run.metrics if "reward/mean" in row]
         reward = f"{mean(row['reward/mean'] for row in steps):+.4f}" if steps else "-"
-        diversity = run.questions["diversity"]["run"] if run.questions else None
-        vendi = f"{diversity['vendi']:.1f} | {100 * diversity['duplicate_rate']:.1f}%" if diversity else "- | -"
-        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {reward} | {vendi} |")
+        questions = run.questions["diversity"]["run"] if run.questions else {}
+        vendi = f"{questions['vendi']:.1f} | {100 * questions['duplicate_rate']:.1f}%" if questions else "- | -"
+        right = questions.get("answer_accuracy")
+        right = "-" if right is None else f"{100 * right:.1f}%"
+        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {reward} | {vendi} | {right} |")
     lines.append("")
     for test_set in sorted({key[1] for key in cells}):
         ks = sorted({key[2] for key in cells if key[1] == test_set}, key=int)

@@ -126,6 +126,10 @@ class ArithTask(Task):
     def answer_parses(self, answer: str) -> bool:
         return parse_integer(answer) is not None
 
+    def reference_answer(self, question: str) -> str | None:
+        operands = parse_sum(question)
+        return None if operands is None else str(sum(map(int, operands)))
+
     def student_prompt(self, question: str) -> str:
         return f"{question}="
 

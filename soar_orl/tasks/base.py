@@ -67,6 +67,11 @@ class Task(abc.ABC):
         """Grades of paired responses and labels; override when a batch is cheaper."""
         return [self.grade(response, label) for response, label in zip(responses, labels, strict=True)]
 
+    def reference_answer(self, question: str) -> str | None:
+        """The true answer of a question, for tasks that can compute it exactly (arith); else None.
+        Lets `soar questions` measure how often the teacher's answers are right."""
+        return None
+
     @abc.abstractmethod
     def answer_parses(self, answer: str) -> bool:
         """Can this task's verifier read `answer` (the content of a teacher's box)?"""

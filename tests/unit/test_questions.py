@@ -9,6 +9,7 @@ import pytest
 
 from soar_orl.eval.questions import (
     agreement,
+    answer_accuracy,
     diversity,
     duplicate_rate,
     format_questions_report,
@@ -49,10 +50,25 @@ def test_diversity_per_step_from_the_raw_teacher_samples(tmp_path: Path) -> None
             for q in questions) + json.dumps({"text": "garbage", "valid": False}) + "\n")
     steps = pairs_by_step(tmp_path, task)
     assert [len(pairs) for pairs in steps.values()] == [3, 3]
-    result = diversity(steps)
+    result = diversity(task, steps)
     assert result["per_step"][0]["duplicate_rate"] == pytest.approx(1 / 3)
     assert result["per_step"][1]["vendi"] > result["per_step"][0]["vendi"]
     assert result["run"]["questions"] == 6
+    assert result["per_step"][0]["answer_accuracy"] == 0.0  # every answer is 1: all wrong
+
+
+def test_answer_accuracy_is_exact_for_arith_and_absent_for_math() -> None:
+    pairs = [QAPair("1+2", "3"), QAPair("40+5", "46"), QAPair("7+8", "15"), QAPair("2*3", "6")]
+    # 2*3 is not a sum the arithmetic task can solve: it counts as wrong, never evaluated.
+    assert answer_accuracy(ArithTask(), pairs) == pytest.approx(2 / 4)
+    assert ArithTask().reference_answer("123+4+56") == "183"
+    assert ArithTask().reference_answer("__import__('os')") is None
+
+    class NoReferences(ArithTask):
+        def reference_answer(self, question: str) -> str | None:
+            return None
+
+    assert answer_accuracy(NoReferences(), pairs) is None
 
 
 def test_promoted_pairs_are_read_in_promotion_order(tmp_path: Path) -> None:
@@ -62,16 +78,17 @@ def test_promoted_pairs_are_read_in_promotion_order(tmp_path: Path) -> None:
     (tmp_path / "promoted_questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     pairs = promoted_pairs(tmp_path)
     assert pairs == [QAPair("1+1", "2"), QAPair("2+2", "4"), QAPair("1+1", "3")]
-    assert summarise(pairs)["duplicate_rate"] == pytest.approx(1 / 3)
+    summary = summarise(ArithTask(), pairs)
+    assert summary["duplicate_rate"] == pytest.approx(1 / 3) and summary["answer_accuracy"] == pytest.approx(2 / 3)
 
 
 def test_the_markdown_calls_agreement_a_proxy_and_reports_pq_separately() -> None:
     steps = {0: [QAPair("1+2", "3"), QAPair("4+5", "9")]}
-    result = {"run_dir": "runs/x", "diversity": diversity(steps),
+    result = {"run_dir": "runs/x", "diversity": diversity(ArithTask(), steps),
               "agreement": {"solver": "builtin:arith", "samples": 8, "questions": 2, "share": 0.5},
-              "promoted": {**summarise(steps[0]), "agreement": {"questions": 2, "share": 1.0}}}
+              "promoted": {**summarise(ArithTask(), steps[0]), "agreement": {"questions": 2, "share": 1.0}}}
     text = format_questions_report(result)
     assert "answer agreement with builtin:arith (majority of 8 samples, 2 questions): 50.0% (a proxy for correctness" in text
     assert "2 promoted questions (PQ)" in text and "PQ answer agreement with the same solver (2 questions): 100.0%" in text
-    assert "| 0 | 2 |" in text
+    assert "| 0 | 2 |" in text and text.count("right answers 100.0%") == 2 and "| 100.0% |" in text
     assert "no promoted questions" in format_questions_report({**result, "promoted": None})

@@ -31,6 +31,8 @@ def test_seeds_of_a_variant_aggregate_and_teacher_free_methods_pool_once_per_see
     i0 = {"base": {"hard_test": {"1": 0.02}}, "SOAR-PS": {"hard_test": {"1": 0.04}}}
     paths = [make_run(tmp_path, "g0", "grounded", 0, g0, [0.0, 0.1]), make_run(tmp_path, "g1", "grounded", 1, g1, [0.2]),
              make_run(tmp_path, "i0", "intrinsic", 0, i0, [0.1]), make_run(tmp_path, "x", "grounded", 2, None, [0.3])]
+    (paths[0] / "eval" / "questions.json").write_text(json.dumps(
+        {"diversity": {"run": {"vendi": 12.5, "duplicate_rate": 0.1, "answer_accuracy": 0.25}}}))
     runs = [RunSummary.load(p) for p in paths]
     cells = pass_at_k_cells(runs)
     # Pooled over variants, one value per seed: i0 repeats seed 0, so its base is not counted again.
@@ -40,6 +42,7 @@ def test_seeds_of_a_variant_aggregate_and_teacher_free_methods_pool_once_per_see
     assert cells[("SOAR-PS (intrinsic)", "hard_test", "1")].std == 0.0
     report = format_report(runs, None)
     assert f"| SOAR-PS (grounded) | 2 | {100 * mean([0.05, 0.08]):.2f} ± {100 * stdev([0.05, 0.08]):.2f} |" in report
+    assert "| 12.5 | 10.0% | 25.0% |" in report and "| - | - | - |" in report  # `soar questions` ran on g0 only
     assert f"| base | 2 | 2.00 ± {100 * stdev([0.01, 0.03]):.2f} |" in report
 
 
