@@ -45,3 +45,22 @@ def test_a_failed_build_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         build_once(tmp_path / "thing", build)
     assert [p.name for p in tmp_path.iterdir()] == [".thing.lock"]
+
+
+def test_a_committed_copy_is_used_instead_of_building(tmp_path: Path) -> None:
+    committed = tmp_path / "artifacts"
+    (committed / "thing").mkdir(parents=True)
+    (committed / "thing" / "file").write_text("committed")
+    calls = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        (out / "file").write_text("built")
+
+    cache = tmp_path / "cache"
+    assert (build_once(cache / "thing", build, committed=committed) / "file").read_text() == "committed"
+    assert (build_once(cache / "other", build, committed=committed) / "file").read_text() == "built"  # no copy of it
+    assert len(calls) == 1
+    build_once(cache / "thing", build, rebuild=True, committed=committed)
+    assert (cache / "thing" / "file").read_text() == "built" and len(calls) == 2
+    assert (committed / "thing" / "file").read_text() == "committed"  # the committed copy is never written
