@@ -59,8 +59,7 @@ def vendi_of(questions: Sequence[str], seed: int = 0) -> float:
 
 def promoted_pairs(run_dir: Path) -> list[QAPair]:
     """Every (question, answer) pair of the PQ archive, in promotion order."""
-    path = run_dir / "promoted_questions.jsonl"
-    rows = read_jsonl(path) if path.exists() else []
+    rows = read_jsonl(run_dir / "promoted_questions.jsonl")  # none before the first promotion
     return [QAPair(pair["question"], pair["answer"]) for row in rows for pair in row["pairs"]]
 
 
@@ -98,8 +97,9 @@ def diversity(task: Task, steps: dict[int, list[QAPair]]) -> dict:
             "run": summarise(task, [p for pairs in steps.values() for p in pairs])}
 
 
-def _accuracy_text(row: dict) -> str:
-    return "-" if row.get("answer_accuracy") is None else f"{100 * row['answer_accuracy']:.1f}%"
+def answer_accuracy_text(summary: dict) -> str:
+    """A summary's answer accuracy in %, or "-" when there is none (math, or no summary)."""
+    return "-" if summary.get("answer_accuracy") is None else f"{100 * summary['answer_accuracy']:.1f}%"
 
 
 def agreement(task: Task, pairs: Sequence[QAPair], responses: Sequence[Sequence[str]]) -> float:
@@ -116,7 +116,7 @@ def format_questions_report(result: dict) -> str:
     run = result["diversity"]["run"]
     lines = [f"# Questions of {result['run_dir']}", "",
              f"{run['questions']} valid questions: Vendi {run['vendi']:.2f}, duplicates {100 * run['duplicate_rate']:.1f}%, "
-             f"right answers {_accuracy_text(run)}"]
+             f"right answers {answer_accuracy_text(run)}"]
     if "agreement" in result:
         a = result["agreement"]
         lines.append(f"answer agreement with {a['solver']} (majority of {a['samples']} samples, {a['questions']} "
@@ -124,7 +124,7 @@ def format_questions_report(result: dict) -> str:
     promoted = result.get("promoted")
     if promoted:
         lines += ["", f"{promoted['questions']} promoted questions (PQ): Vendi {promoted['vendi']:.2f}, "
-                      f"duplicates {100 * promoted['duplicate_rate']:.1f}%, right answers {_accuracy_text(promoted)}"]
+                      f"duplicates {100 * promoted['duplicate_rate']:.1f}%, right answers {answer_accuracy_text(promoted)}"]
         if "agreement" in promoted:
             lines.append(f"PQ answer agreement with the same solver ({promoted['agreement']['questions']} questions): "
                          f"{100 * promoted['agreement']['share']:.1f}% (the same proxy)")
@@ -133,7 +133,7 @@ def format_questions_report(result: dict) -> str:
     lines += ["", "| step | questions | Vendi | duplicates | right answers |", "|---:|---:|---:|---:|---:|"]
     for step, row in result["diversity"]["per_step"].items():
         lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% | "
-                     f"{_accuracy_text(row)} |")
+                     f"{answer_accuracy_text(row)} |")
     return "\n".join(lines) + "\n"
 
 

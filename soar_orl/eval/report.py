@@ -9,8 +9,9 @@ are pooled over runs, one value per seed, since runs of a study differ only in v
 the same seed trains the same Hard-Only student whatever the variant.
 
 The runs table also gives the mean teacher reward over the run's steps and, when `soar questions`
-has run on it, the Vendi score, duplicate rate and (arith) share of right answers of its questions. The report is `report.md` plus
-`curves.png` (teacher reward and Q_R accuracy of every run).
+has run on it, the Vendi score, duplicate rate and (arith) share of right answers of its
+questions. The report is `report.md` plus `curves.png` (teacher reward and Q_R accuracy of every
+run).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from statistics import mean, stdev
 
 import yaml
 
+from soar_orl.eval.questions import answer_accuracy_text
 from soar_orl.meta.run_dir import read_jsonl
 
 TEACHER_FREE_METHODS = ("base", "Hard-Only", "Oracle")
@@ -101,9 +103,8 @@ def format_report(runs: Sequence[RunSummary], curves: Path | None) -> str:
         reward = f"{mean(row['reward/mean'] for row in steps):+.4f}" if steps else "-"
         questions = run.questions["diversity"]["run"] if run.questions else {}
         vendi = f"{questions['vendi']:.1f} | {100 * questions['duplicate_rate']:.1f}%" if questions else "- | -"
-        right = questions.get("answer_accuracy")
-        right = "-" if right is None else f"{100 * right:.1f}%"
-        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {reward} | {vendi} | {right} |")
+        lines.append(f"| {run.path} | {run.variant} | {run.seed} | {len(steps)} | {len(run.promoted)} | {reward} | {vendi} | "
+                     f"{answer_accuracy_text(questions)} |")
     lines.append("")
     for test_set in sorted({key[1] for key in cells}):
         ks = sorted({key[2] for key in cells if key[1] == test_set}, key=int)
