@@ -17,16 +17,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
+from soar_orl.eval.questions import answer_accuracy
 from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
 from soar_orl.eval.splits import hard_split
-from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum, student_answer
+from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum
 from soar_orl.tasks.arith_model import (
     SETTINGS_FILE,
     WORLD_VERSION,
     PretrainSettings,
     base_model_dir,
 )
-from soar_orl.tasks.base import Outcome, Problem
+from soar_orl.tasks.base import Problem
 from soar_orl.tasks.math import load_problems
 from soar_orl.teacher.parser import QAPair
 
@@ -97,14 +98,10 @@ def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> Teache
     texts = generate(llm, [task.teacher_prompt()], samples, 1.0, max_tokens)[0]
     pairs = [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
     sizes: dict[int, int] = {}
-    correct = 0
-    for pair in pairs:
-        operands = parse_sum(pair.question)
-        if operands is not None:
-            size = sum(map(len, operands))
-            sizes[size] = sizes.get(size, 0) + 1
-            value = sum(map(int, operands))
-            correct += task.grade(student_answer(value), pair.answer).outcome is Outcome.CORRECT
+    for operands in filter(None, (parse_sum(pair.question) for pair in pairs)):
+        size = sum(map(len, operands))
+        sizes[size] = sizes.get(size, 0) + 1
+    correct = answer_accuracy(task, pairs) * len(pairs) if pairs else 0
     return TeacherStats(
         samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5])
     )
