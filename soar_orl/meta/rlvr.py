@@ -14,9 +14,9 @@ lands in checkpoints/student.
 from __future__ import annotations
 
 import json
-import math
-import random
 import os
+import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,24 @@ from soar_orl.tasks.base import Problem
 TB_SUBDIR = "openrlhf"
 
 
-def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, num_prompts: int, run_dir: RunDir) -> dict[str, Any]:
+def budget_order(problems: Sequence[Problem], count: int, seed: int) -> list[Problem]:
+    """The `count` prompts a student trains on, in order: consecutive seeded shuffles of the set,
+    each holding every problem once. A budget smaller than the set samples all of it; a larger one
+    repeats it evenly. OpenRLHF then takes the file as one episode, so the step count is exact
+    (with several episodes of the set it overshoots up to one episode, ending each on a short batch)."""
+    if not problems:
+        raise ValueError("no problems to train on")
+    rng = random.Random(seed)
+    order: list[Problem] = []
+    while len(order) < count:
+        shuffled = list(problems)
+        rng.shuffle(shuffled)
+        order += shuffled
+    return order[:count]
+
+
+def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, run_dir: RunDir) -> dict[str, Any]:
     student, pools = cfg.student, cfg.pools
-    steps_per_episode = max(1, num_prompts // student.batch_prompts)
     return {
         "actor.model_name_or_path": model_dir,
         "actor.num_nodes": 1,
@@ -52,7 +67,7 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "rollout.temperature": student.temperature,
         "train.batch_size": student.batch_prompts * student.group_size,
         "train.micro_batch_size": student.train_micro_batch_size,
-        "train.num_episodes": math.ceil(cfg.meta.rlvr_steps / steps_per_episode),
+        "train.num_episodes": 1,
         "train.colocate_all": True,
         "train.seed": cfg.run.seed,
         "data.prompt_dataset": str(prompts),
@@ -60,7 +75,7 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "data.label_key": "label",
         "data.apply_chat_template": True,
         "data.max_len": cfg.model.max_model_len,
-        "data.max_samples": cfg.meta.rlvr_steps * student.batch_prompts,
+        "data.max_samples": cfg.meta.rlvr_steps * student.batch_prompts,  # the whole file (budget_order)
         "reward.remote_url": rlvr_reward.__file__,
         "vllm.num_engines": pools.student_gpus // pools.gpus_per_student_worker,
         "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
@@ -83,21 +98,17 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
     task = build_task(cfg.data.task)
     if problems is None:
         problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
-    # OpenRLHF keeps the first data.max_samples prompts of the file: shuffle (seeded) so that a
-    # budget smaller than the set draws from all of it, not from the start of the file.
-    problems = list(problems)
-    random.Random(cfg.run.seed).shuffle(problems)
+    # The set the student draws from, and the prompts it trains on, step by step.
+    _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
     prompts = run_dir.path / "rlvr_prompts.jsonl"
-    prompts.write_text(
-        "".join(json.dumps({"prompt": task.student_prompt(p.problem), "label": p.answer}) + "\n" for p in problems)
-    )
+    _write_prompts(prompts, task, budget_order(problems, cfg.meta.rlvr_steps * cfg.student.batch_prompts, cfg.run.seed))
     # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from
     # the environment, which init_ray forwards to every Ray worker.
     os.environ[rlvr_reward.TASK_ENV] = cfg.data.task
     os.environ[rlvr_reward.LEVELS_ENV] = json.dumps(cfg.student.reward.levels().__dict__)
     init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
     model_dir = resolve_model(cfg.model.student)
-    args = openrlhf_args(rlvr_flags(cfg, backend, model_dir, prompts, len(problems), run_dir))
+    args = openrlhf_args(rlvr_flags(cfg, backend, model_dir, prompts, run_dir))
     try:
         train(args)
     finally:
@@ -105,6 +116,10 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
         ray.shutdown()
     _copy_scalars(run_dir)
     return run_dir
+
+
+def _write_prompts(path: Path, task, problems: Sequence[Problem]) -> None:
+    path.write_text("".join(json.dumps({"prompt": task.student_prompt(p.problem), "label": p.answer}) + "\n" for p in problems))
 
 
 def _copy_scalars(run_dir: RunDir) -> None:

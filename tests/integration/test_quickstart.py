@@ -55,7 +55,7 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     # tau = -1 promotes every step: SOAR-PS is the promoted student, SOAR-PQ learned from its questions.
     promoted = [json.loads(line) for line in (run_dir / "promoted_questions.jsonl").read_text().splitlines()]
     assert [row["step"] for row in promoted] == [0, 1]
-    prompts = (run_dir / "baselines" / "soar_pq" / "rlvr_prompts.jsonl").read_text()
+    prompts = (run_dir / "baselines" / "soar_pq" / "rlvr_problems.jsonl").read_text()
     assert all(json.dumps(pair["question"])[1:-1] in prompts for row in promoted for pair in row["pairs"])
     # Each fresh student took the budget's RLVR steps in OpenRLHF (its weights need not move: RLOO
     # gives no gradient to groups whose samples all score the same, common on 0/64 problems).
@@ -65,11 +65,16 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
         assert (run_dir / "baselines" / baseline / "checkpoints" / "student" / "model.safetensors").exists()
     assert (run_dir / "checkpoints" / "promoted_student" / "model.safetensors").exists()
     assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
-    # SOAR-T learned from questions its final teacher wrote: the prompts hold the budget's worth of them.
+    # SOAR-T learned from questions its final teacher wrote: its set holds the budget's worth of them.
+    # Every fresh student trained on exactly the budget's prompts, drawn from its set.
     cfg = load_config(RECIPE, overrides)
-    teacher_prompts = (run_dir / "baselines" / "soar_t" / "rlvr_prompts.jsonl").read_text().splitlines()
     budget = cfg.meta.rlvr_steps * cfg.student.batch_prompts
-    assert len(teacher_prompts) == budget + len(resolve_problems("builtin:arith/hard_train"))
+    teacher_set = (run_dir / "baselines" / "soar_t" / "rlvr_problems.jsonl").read_text().splitlines()
+    assert len(teacher_set) == budget + len(resolve_problems("builtin:arith/hard_train"))
+    for baseline in ("hard_only", "soar_pq", "soar_t"):
+        problem_set = set((run_dir / "baselines" / baseline / "rlvr_problems.jsonl").read_text().splitlines())
+        trained = (run_dir / "baselines" / baseline / "rlvr_prompts.jsonl").read_text().splitlines()
+        assert len(trained) == budget and set(trained) <= problem_set
 
     # A second, shorter run (seed 1), then `soar report` over both reads the numbers back.
     second = subprocess.run(
