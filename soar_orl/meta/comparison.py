@@ -25,7 +25,7 @@ from pathlib import Path
 from soar_orl.config import SoarConfig, derive_config
 from soar_orl.eval.evaluate import EvalSettings, evaluate_model
 from soar_orl.eval.plots import plot_soar_curves
-from soar_orl.meta.rlvr import run_rlvr
+from soar_orl.meta.rlvr import prompt_budget, run_rlvr
 from soar_orl.meta.run_dir import read_jsonl
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.tasks import build_task
@@ -153,7 +153,7 @@ def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
 
     saved = run_path / "checkpoints" / "teacher"
     teacher_dir = saved if (saved / "config.json").exists() else resolve_model(cfg.model.teacher)
-    wanted = cfg.meta.rlvr_steps * cfg.student.batch_prompts
+    wanted = prompt_budget(cfg)
     llm = start_engine(teacher_dir, cfg.model.dtype, cfg.model.max_model_len, cfg.evaluation.seed)
     try:
         pairs: list[QAPair] = []

@@ -32,6 +32,11 @@ from soar_orl.tasks.base import Problem
 TB_SUBDIR = "openrlhf"
 
 
+def prompt_budget(cfg: SoarConfig) -> int:
+    """Prompts a fresh RLVR student trains on: meta.rlvr_steps steps of student.batch_prompts."""
+    return cfg.meta.rlvr_steps * cfg.student.batch_prompts
+
+
 def budget_order(problems: Sequence[Problem], count: int, seed: int) -> list[Problem]:
     """The `count` prompts a student trains on, in order: consecutive seeded shuffles of the set,
     each holding every problem once. A budget smaller than the set samples all of it; a larger one
@@ -75,7 +80,7 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "data.label_key": "label",
         "data.apply_chat_template": True,
         "data.max_len": cfg.model.max_model_len,
-        "data.max_samples": cfg.meta.rlvr_steps * student.batch_prompts,  # the whole file (budget_order)
+        "data.max_samples": prompt_budget(cfg),  # the whole file (budget_order)
         "reward.remote_url": rlvr_reward.__file__,
         "vllm.num_engines": pools.student_gpus // pools.gpus_per_student_worker,
         "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
@@ -101,7 +106,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
     prompts = run_dir.path / "rlvr_prompts.jsonl"
-    _write_prompts(prompts, task, budget_order(problems, cfg.meta.rlvr_steps * cfg.student.batch_prompts, cfg.run.seed))
+    _write_prompts(prompts, task, budget_order(problems, prompt_budget(cfg), cfg.run.seed))
     # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from
     # the environment, which init_ray forwards to every Ray worker.
     os.environ[rlvr_reward.TASK_ENV] = cfg.data.task

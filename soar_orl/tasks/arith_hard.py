@@ -101,7 +101,7 @@ def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> Teache
     for operands in filter(None, (parse_sum(pair.question) for pair in pairs)):
         size = sum(map(len, operands))
         sizes[size] = sizes.get(size, 0) + 1
-    correct = answer_accuracy(task, pairs) * len(pairs) if pairs else 0
+    correct = (answer_accuracy(task, pairs) or 0.0) * len(pairs)  # None: no pair is a sum, so none is right
     return TeacherStats(
         samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5])
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from soar_orl.config import load_config
+from soar_orl.meta.rlvr import prompt_budget
 from soar_orl.resolve import resolve_problems
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,7 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     # SOAR-T learned from questions its final teacher wrote: its set holds the budget's worth of them.
     # Every fresh student trained on exactly the budget's prompts, drawn from its set.
     cfg = load_config(RECIPE, overrides)
-    budget = cfg.meta.rlvr_steps * cfg.student.batch_prompts
+    budget = prompt_budget(cfg)
     teacher_set = (run_dir / "baselines" / "soar_t" / "rlvr_problems.jsonl").read_text().splitlines()
     assert len(teacher_set) == budget + len(resolve_problems("builtin:arith/hard_train"))
     for baseline in ("hard_only", "soar_pq", "soar_t"):
