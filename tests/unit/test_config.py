@@ -8,8 +8,9 @@ import pytest
 from soar_orl.cli import main as soar_main
 from soar_orl.config import ConfigError, config_to_dict, load_config, validate_config
 
-RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
-PAPER_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "math_grounded.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+PAPER_RECIPE = ROOT / "recipes" / "math_grounded.yaml"
 
 
 def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
