@@ -1,9 +1,10 @@
 """Math benchmarks (MATH, HARP, OlympiadBench): problem loading and the math task.
 
-Loading: local JSONL or Parquet files in the format of ../shared/data (`id`, `problem`,
-`answer` = the final short LaTeX answer without a box; every other field becomes metadata), or a
-Hugging Face dataset name through `datasets.load_dataset` (imported only then). Sources that name
-their fields differently say so with `ProblemFields`, e.g. MATH-500 on the hub:
+Loading: local JSONL (also gzipped, `.jsonl.gz`) or Parquet files in the format of the
+repository's `data/` folder (`id`, `problem`, `answer` = the final short LaTeX answer without a
+box; every other field becomes metadata; see data/README.md), or a Hugging Face dataset name
+through `datasets.load_dataset` (imported only then). Sources that name their fields
+differently say so with `ProblemFields`, e.g. MATH-500 on the hub:
 `load_problems("HuggingFaceH4/MATH-500", ProblemFields(id="unique_id"))`. A bad row is an error
 that names the file and line: a silently skipped problem would change the hard split.
 
@@ -13,6 +14,7 @@ answer; grading extracts the last box and checks it with Math-Verify in a time-l
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,12 +55,12 @@ class ProblemFields:
 def load_problems(
     source: str | Path, fields: ProblemFields | None = None, split: str = "test"
 ) -> list[Problem]:
-    """Problems from a `.jsonl` / `.parquet` file, or else a Hugging Face dataset (`split`)."""
+    """Problems from a `.jsonl` / `.jsonl.gz` / `.parquet` file, else a Hugging Face dataset (`split`)."""
     fields = fields or ProblemFields()
-    suffix = Path(source).suffix
-    if suffix == ".jsonl":
+    name = Path(source).name
+    if name.endswith((".jsonl", ".jsonl.gz")):
         rows = _jsonl_rows(Path(source))
-    elif suffix == ".parquet":
+    elif name.endswith(".parquet"):
         rows = _parquet_rows(Path(source))
     else:
         rows = _hub_rows(str(source), split)
@@ -76,7 +78,8 @@ def load_problems(
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

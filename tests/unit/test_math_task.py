@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sys
@@ -22,29 +23,41 @@ from soar_orl.teacher.parser import QAPair, Rejection
     [
         ("math500.jsonl", 500),
         ("math_test_5000.jsonl", 5000),
-        ("harp.jsonl", 4780),
+        ("harp.jsonl.gz", 4780),
         ("olympiadbench_675.jsonl", 675),
     ],
 )
-def test_loads_the_shared_benchmarks(shared_data_dir: Path, name: str, rows: int) -> None:
-    problems = load_problems(shared_data_dir / name)
+def test_loads_the_shipped_benchmarks(data_dir: Path, name: str, rows: int) -> None:
+    problems = load_problems(data_dir / name)
     assert len(problems) == rows
     assert all(isinstance(p.id, str) and p.problem and p.answer for p in problems)
 
 
-def test_normalised_fields_and_metadata(shared_data_dir: Path) -> None:
-    first = load_problems(shared_data_dir / "math500.jsonl")[0]
+def test_normalised_fields_and_metadata(data_dir: Path) -> None:
+    first = load_problems(data_dir / "math500.jsonl")[0]
     assert first.id == "test/precalculus/807.json"
     assert first.answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert first.metadata["subject"] == "Precalculus" and first.metadata["level"] == 2
     assert not {"id", "problem", "answer"} & set(first.metadata)
-    olympiad = load_problems(shared_data_dir / "olympiadbench_675.jsonl")[0]
+    olympiad = load_problems(data_dir / "olympiadbench_675.jsonl")[0]
     assert olympiad.id == "1606"  # integer ids become strings
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def test_gzipped_jsonl_reads_like_plain_jsonl(tmp_path: Path) -> None:
+    rows = [{"id": "a", "problem": "p", "answer": "1", "level": 2}, {"id": "b", "problem": "q", "answer": "2"}]
+    plain = write_jsonl(tmp_path / "set.jsonl", rows)
+    packed = tmp_path / "set.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert load_problems(packed) == load_problems(plain)
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(b'{"id": "a", "problem": "p", "answer": "1"}\n{not json\n'))
+    with pytest.raises(ProblemFormatError, match=rf"^{re.escape(str(broken))}:2: invalid JSON"):
+        load_problems(broken)
 
 
 def test_missing_field_names_the_file_and_line(tmp_path: Path) -> None:

@@ -104,8 +104,8 @@ def test_unreadable_answer_is_unparseable(verifier: MathVerifier) -> None:
     assert verifier.parses("\\frac{1}{2}")
 
 
-def test_every_math500_reference_verifies_against_itself(verifier: MathVerifier, shared_data_dir) -> None:
-    lines = (shared_data_dir / "math500.jsonl").read_text(encoding="utf-8").splitlines()
+def test_every_math500_reference_verifies_against_itself(verifier: MathVerifier, data_dir) -> None:
+    lines = (data_dir / "math500.jsonl").read_text(encoding="utf-8").splitlines()
     answers = [json.loads(line)["answer"] for line in lines if line.strip()]
     assert len(answers) == 500
     verdicts = verifier.verify_many((answer, answer) for answer in answers)
@@ -113,9 +113,9 @@ def test_every_math500_reference_verifies_against_itself(verifier: MathVerifier,
     assert failing == []
 
 
-def test_math500_references_are_not_all_equal(verifier: MathVerifier, shared_data_dir) -> None:
+def test_math500_references_are_not_all_equal(verifier: MathVerifier, data_dir) -> None:
     """Guard against a verifier that says EQUAL to everything: neighbours mostly differ."""
-    lines = (shared_data_dir / "math500.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (data_dir / "math500.jsonl").read_text(encoding="utf-8").splitlines()
     answers = [json.loads(line)["answer"] for line in lines[:60]]
     pairs = [(a, b) for a, b in itertools.pairwise(answers) if a != b]
     verdicts = verifier.verify_many(pairs)
