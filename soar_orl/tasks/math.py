@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
-from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed
+from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed, is_reference_text
 from soar_orl.teacher.parser import ParserParams
 from soar_orl.teacher.prompt import TeacherPromptParams
 
@@ -142,14 +142,19 @@ def _to_problem(row: Any, where: str, row_number: int, fields: ProblemFields) ->
 
 # ---------------------------------------------------------------------------- the task
 
-_OUTCOME_OF = {
-    Verdict.EQUAL: Outcome.CORRECT,
-    Verdict.NOT_EQUAL: Outcome.WRONG,
-    Verdict.UNPARSEABLE: Outcome.UNVERIFIED,
-    # A check that timed out must not earn more than a wrong answer, or students would learn
-    # to write answers that hang the verifier.
-    Verdict.FAILED: Outcome.WRONG,
-}
+def outcome_of(verdict: Verdict, answer: str, label: str) -> Outcome:
+    """The grade of a boxed answer from its Math-Verify verdict.
+
+    Partial credit (UNVERIFIED) only for a box that is the label itself in other formatting
+    (`is_reference_text`) which Math-Verify does not confirm; any other box it cannot read is
+    WRONG, so no unreadable box out-earns an honest wrong answer. A check that timed out is WRONG
+    too, or students would learn to write answers that hang the verifier.
+    """
+    if verdict is Verdict.EQUAL:
+        return Outcome.CORRECT
+    if verdict is Verdict.NOT_EQUAL and is_reference_text(answer, label):
+        return Outcome.UNVERIFIED
+    return Outcome.WRONG
 
 
 class MathTask(Task):
@@ -178,11 +183,14 @@ class MathTask(Task):
     def grade_many(self, responses: Sequence[str], labels: Sequence[str]) -> list[Graded]:
         """Grades in order; all boxed answers go through the warm worker in one pass."""
         answers = [extract_last_boxed(response) for response in responses]
-        boxed = [(answer, label) for answer, label in zip(answers, labels, strict=True) if answer is not None]
+        pairs = list(zip(answers, labels, strict=True))
+        boxed = [(answer, label) for answer, label in pairs if answer is not None]
         verdicts = iter(self.verifier.verify_many(boxed))
         return [
-            Graded(Outcome.NO_ANSWER, None) if answer is None else Graded(_OUTCOME_OF[next(verdicts)], answer)
-            for answer in answers
+            Graded(Outcome.NO_ANSWER, None)
+            if answer is None
+            else Graded(outcome_of(next(verdicts), answer, label), answer)
+            for answer, label in pairs
         ]
 
     def close(self) -> None:

@@ -13,7 +13,9 @@ import pytest
 
 from soar_orl.tasks.base import Graded, Outcome, Problem
 from soar_orl.tasks.math import MATH_TOPICS, MathTask, ProblemFields, ProblemFormatError, load_problems
+from soar_orl.tasks.verify import Verdict, VerifyParams
 from soar_orl.teacher.parser import QAPair, Rejection
+from soar_orl.teacher.rewards import RewardLevels
 
 # ---------------------------------------------------------------- loading
 
@@ -166,7 +168,7 @@ def test_grading_outcomes(task: MathTask) -> None:
         Graded(Outcome.CORRECT, "\\frac{3}{4}"),
         Graded(Outcome.CORRECT, "0.75"),
         Graded(Outcome.WRONG, "0.7"),
-        Graded(Outcome.UNVERIFIED, "?"),
+        Graded(Outcome.WRONG, "?"),  # unreadable, and not the label: no partial credit
         Graded(Outcome.NO_ANSWER, None),
     ]
     assert task.grade("so \\boxed{2\\sqrt{2}}", "\\sqrt{8}").outcome is Outcome.CORRECT
@@ -175,11 +177,59 @@ def test_grading_outcomes(task: MathTask) -> None:
 
 
 def test_an_answer_that_hangs_the_verifier_is_wrong() -> None:
-    from soar_orl.tasks.verify import VerifyParams
-
     fast = MathTask(verify=VerifyParams(timeout_s=1.0))
     try:
         assert fast.grade("\\boxed{9^{9^{9^{9}}}}", "1").outcome is Outcome.WRONG
         assert fast.verifier.num_failures == 1
+    finally:
+        fast.close()
+
+
+@pytest.mark.parametrize(
+    ("box", "label"),
+    [
+        # Math-Verify does not confirm these boxes, yet each is its label with other spacing or
+        # text wrappers: the student wrote the label, so it earns the partial credit.
+        ("111,111,111", "111, \\! 111, \\! 111"),
+        ("\\frac\\pi4+2-\\sqrt2", "\\frac \\pi4 + 2 - \\sqrt2"),
+        ("1599 dollars", "1599 \\text{ dollars}"),
+    ],
+)
+def test_partial_credit_for_the_label_in_other_formatting(task: MathTask, box: str, label: str) -> None:
+    assert task.verifier.verify(box, label) is Verdict.NOT_EQUAL  # the verifier does not confirm it
+    assert task.grade(f"\\boxed{{{box}}}", label) == Graded(Outcome.UNVERIFIED, box)
+
+
+QUICK_HOSTILE_BOXES = [
+    "\\boxed{x^{x^{x^{...}}}}",
+    "\\boxed{\\left( \\right.}",
+    "\\boxed{1 \\left( \\right.}",  # the label plus junk that makes it unreadable
+    "\\boxed{1, 2, 3, 4, 5, 6, 7, 8, 9, x \\left(}",  # every guess at once, unreadable
+    "\\boxed{}",
+    "\\boxed{=}",
+    "\\boxed{?}",
+    "\\boxed{\\text{}}",
+    "\\boxed{$}",
+    "\\boxed{\\left.\\right.}",
+    "\\boxed{\\\\}",
+    "\\boxed{\\boxed{}}",
+]
+# These outlast Math-Verify: the worker's time limit ends them (about 2 s each, so one label).
+HANGING_BOXES = ["\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}", "\\boxed{" + "a" * 100_000 + "}"]
+
+
+def test_no_unreadable_box_out_earns_an_honest_wrong_answer() -> None:
+    levels = RewardLevels()
+    fast = MathTask(verify=VerifyParams(timeout_s=1.0))
+    try:
+        honest = fast.grade("\\boxed{12345}", "1")
+        assert honest.outcome is Outcome.WRONG
+        pairs = [(box, label) for box in QUICK_HOSTILE_BOXES for label in ("1", "x", "\\frac{3}{4}", "(1, 2)")]
+        pairs += [(box, "1") for box in HANGING_BOXES]
+        graded = fast.grade_many([box for box, _ in pairs], [label for _, label in pairs])
+        over = [(box[:40], label, g.outcome) for (box, label), g in zip(pairs, graded, strict=True)
+                if levels.reward(g.outcome) > levels.reward(honest.outcome)]
+        assert over == []
+        assert fast.verifier.num_failures >= 1  # the time limit was exercised, and held
     finally:
         fast.close()
