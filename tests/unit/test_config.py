@@ -80,6 +80,18 @@ def test_bad_input_names_the_key(overrides, expected):
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["meta.tau=nan", "meta.tau=.inf", "teacher.lr=inf", "pools.job_timeout_s=.inf", "student.reward.no_answer=-.inf",
+     "evaluation.temperature=NaN"],
+)
+def test_nan_and_inf_are_refused_at_load(override):
+    """They pass bounds (inf > 0) or have none (meta.tau), and would fail only once the run started."""
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}: Input should be a finite number"):
+        load_config(PAPER_RECIPE, [override])
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         load_config(PAPER_RECIPE, ["meta.gg=1", "run.seed=-1", "student.lr=0"])
