@@ -10,8 +10,8 @@ A recipe is a YAML file whose top-level sections match `SoarConfig` below. Loadi
 3. the result is validated: unknown keys, wrong types, out-of-range values and impossible
    combinations fail with one `ConfigError` listing every problem by its dotted key.
 
-Defaults are the paper's values for Llama-3.2-3B-Instruct (../shared/SOAR.md). This module imports
-no torch/vllm/ray so that `soar config` and validation are instant.
+Defaults are the paper's values for Llama-3.2-3B-Instruct (listed in README.md, "Recipes and
+config"). This module imports no torch/vllm/ray so that `soar config` and validation are instant.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     # Unknown keys are errors (a typo must not silently fall back to a default), and defaults
-    # are validated too so that a wrong default cannot hide.
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    # are validated too so that a wrong default cannot hide. nan and inf are refused: an unbounded
+    # float (meta.tau) takes nan and a lower bound lets inf through, and either would fail only
+    # after the pools started.
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class RunConfig(_Section):
@@ -70,7 +72,8 @@ class DataConfig(_Section):
     ood_test: list[str] = Field(default_factory=list)
     """Extra test sets for transfer evaluation (e.g. OlympiadBench's hard split)."""
     full_train: str | None = None
-    """The full real training set; needed by `meta.mode=oracle` only."""
+    """The full real training set; needed by `meta.mode=oracle` only (MATH: `soar filter`'s
+    full_train.jsonl, the pool without its hard test split; recipes/math_oracle.yaml)."""
     q_r_size: int = Field(64, ge=1)
     """|Q_R|: hard train questions scored greedily after each inner run, resampled each step."""
 
@@ -92,21 +95,21 @@ class TeacherConfig(_Section):
     """Per-device micro batch for the teacher's policy update."""
     openrlhf_args: dict[str, Any] = Field(default_factory=dict)
     """Extra OpenRLHF flags for the teacher trainer, dotted as on its CLI
-    (e.g. `{"algo.kl_estimator": "k3"}`); they override what soar-orl derives."""
+    (e.g. `{"algo.kl.estimator": "k3"}`); they override what soar-orl derives."""
 
 
 class RewardLevelsConfig(_Section):
-    """Shaped student reward (paper's order): boxed and correct >= boxed but unverifiable >= boxed
-    and wrong >= no boxed answer, with correct > no_answer. The numbers between the ends are our
-    choice (the paper gives only the order). Set unverified equal to wrong if students learn to
-    box unreadable answers."""
+    """Shaped student reward (paper's order): boxed and correct >= boxed label that fails
+    verification >= boxed and wrong >= no boxed answer, with correct > no_answer. The numbers
+    between the ends are our choice (the paper gives only the order)."""
 
     correct: float = 1.0
     """Boxed answer that verifies against the label."""
     unverified: float = 0.2
-    """Boxed answer the verifier could not read."""
+    """Boxed answer that is the label in other formatting (whitespace, `$`, `\\text{}`, `\\left`,
+    spacing: tasks/verify.py is_reference_text) but that the verifier does not confirm."""
     wrong: float = 0.1
-    """Boxed answer that verifies as different from the label, or whose check timed out."""
+    """Any other boxed answer that does not verify: different, unreadable, or its check timed out."""
     no_answer: float = 0.0
     """No boxed answer at all."""
 

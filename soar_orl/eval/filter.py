@@ -12,7 +12,9 @@ samples an uninterrupted run would have drawn (the engine's random stream restar
 drawn from the same distribution, which is all fail@k needs.
 
 Output: `train.jsonl`, `test.jsonl` (rows as the problem file, readable by tasks/math.py
-load_problems), `success_counts.jsonl` (id, successes, k) and `summary.json`.
+load_problems), `full_train.jsonl` (every problem of the pool except the hard test split: the
+Oracle's "full real training set", as `builtin:arith/full_train` is for the arithmetic world),
+`success_counts.jsonl` (id, successes, k) and `summary.json`.
 """
 
 from __future__ import annotations
@@ -114,7 +116,9 @@ def finish(out_dir: Path, problems: Sequence[Problem], counts: dict[str, int], s
     """Write the split, the success counts and a summary from the finished shards."""
     split = hard_split(counts, settings.k, settings.seed)
     by_id = {p.id: p for p in problems}
-    for name, ids in (("train", split.train), ("test", split.test)):
+    held_out = set(split.test)
+    full_train = tuple(p.id for p in problems if p.id not in held_out)
+    for name, ids in (("train", split.train), ("test", split.test), ("full_train", full_train)):
         rows = [{"id": i, "problem": by_id[i].problem, "answer": by_id[i].answer, **by_id[i].metadata} for i in ids]
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     atomic_write_text(out_dir / COUNTS_FILE, "".join(

@@ -2,9 +2,9 @@
 
 A job is one inner run of SOAR: reset to the baseline student, k RLOO steps on a dataset of
 (question, label) pairs, greedy accuracy on a set of problems (Q_R), optionally the trained
-weights (promotion needs them). The same class serves the vanilla RLVR baselines, whose dataset
-is real problems. The pool (meta/pool.py) runs it as a Ray actor, one per share of the student
-pool; it has no Ray imports itself so it can also be driven directly.
+weights (promotion needs them). The vanilla RLVR baselines do not use it: they run OpenRLHF's
+own trainer (meta/rlvr.py). The pool (meta/pool.py) runs it as a Ray actor, one per share of the
+student pool; it has no Ray imports itself so it can also be driven directly.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class StudentJob:
     job_id: str
-    train_pairs: tuple[QAPair, ...]  # the dataset X_k (teacher pairs) or real problems for RLVR
+    train_pairs: tuple[QAPair, ...]  # the dataset X_k (teacher pairs)
     eval_pairs: tuple[QAPair, ...]  # Q_R: scored greedily after training
     steps: int
     seed: int

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
-from soar_orl.tasks.verify import extract_last_boxed
+from soar_orl.tasks.verify import extract_last_boxed, is_reference_text
 from soar_orl.teacher.parser import ParserParams
 from soar_orl.teacher.prompt import TeacherPromptParams
 
@@ -138,13 +138,14 @@ class ArithTask(Task):
 
         A box that is not an integer is WRONG, not UNVERIFIED: here the verifier is exact, so
         `\\boxed{seven}` is decidedly not the label (and must not out-earn a wrong number).
-        UNVERIFIED is left for a label that is not an integer, which the teacher parser and the
-        problem generator never produce.
+        UNVERIFIED is left, as in the math task, for a box that is the label itself in other
+        formatting (`is_reference_text`) when the label is not an integer, which the teacher
+        parser and the problem generator never produce.
         """
         answer = extract_last_boxed(response)
         if answer is None:
             return Graded(Outcome.NO_ANSWER, None)
         expected = parse_integer(label)
         if expected is None:
-            return Graded(Outcome.UNVERIFIED, answer)
+            return Graded(Outcome.UNVERIFIED if is_reference_text(answer, label) else Outcome.WRONG, answer)
         return Graded(Outcome.CORRECT if parse_integer(answer) == expected else Outcome.WRONG, answer)

@@ -33,8 +33,8 @@ class Outcome(str, enum.Enum):
     """Grade of one student response. The reward levels follow this order (teacher/rewards.py)."""
 
     CORRECT = "correct"  # boxed answer verified equal to the label
-    UNVERIFIED = "unverified"  # boxed answer present, but the verifier could not read it or the label
-    WRONG = "wrong"  # boxed answer verified different, or its check timed out
+    UNVERIFIED = "unverified"  # the box is the label in other formatting, but the verifier did not confirm it
+    WRONG = "wrong"  # boxed answer not verified equal (different, unreadable, or its check timed out)
     NO_ANSWER = "no_answer"  # no (closed, non-empty) box at all
 
 

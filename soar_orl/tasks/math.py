@@ -1,9 +1,10 @@
 """Math benchmarks (MATH, HARP, OlympiadBench): problem loading and the math task.
 
-Loading: local JSONL or Parquet files in the format of ../shared/data (`id`, `problem`,
-`answer` = the final short LaTeX answer without a box; every other field becomes metadata), or a
-Hugging Face dataset name through `datasets.load_dataset` (imported only then). Sources that name
-their fields differently say so with `ProblemFields`, e.g. MATH-500 on the hub:
+Loading: local JSONL (also gzipped, `.jsonl.gz`) or Parquet files in the format of the
+repository's `data/` folder (`id`, `problem`, `answer` = the final short LaTeX answer without a
+box; every other field becomes metadata; see data/README.md), or a Hugging Face dataset name
+through `datasets.load_dataset` (imported only then). Sources that name their fields
+differently say so with `ProblemFields`, e.g. MATH-500 on the hub:
 `load_problems("HuggingFaceH4/MATH-500", ProblemFields(id="unique_id"))`. A bad row is an error
 that names the file and line: a silently skipped problem would change the hard split.
 
@@ -13,6 +14,7 @@ answer; grading extracts the last box and checks it with Math-Verify in a time-l
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
-from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed
+from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, extract_last_boxed, is_reference_text
 from soar_orl.teacher.parser import ParserParams
 from soar_orl.teacher.prompt import TeacherPromptParams
 
@@ -53,12 +55,12 @@ class ProblemFields:
 def load_problems(
     source: str | Path, fields: ProblemFields | None = None, split: str = "test"
 ) -> list[Problem]:
-    """Problems from a `.jsonl` / `.parquet` file, or else a Hugging Face dataset (`split`)."""
+    """Problems from a `.jsonl` / `.jsonl.gz` / `.parquet` file, else a Hugging Face dataset (`split`)."""
     fields = fields or ProblemFields()
-    suffix = Path(source).suffix
-    if suffix == ".jsonl":
+    name = Path(source).name
+    if name.endswith((".jsonl", ".jsonl.gz")):
         rows = _jsonl_rows(Path(source))
-    elif suffix == ".parquet":
+    elif name.endswith(".parquet"):
         rows = _parquet_rows(Path(source))
     else:
         rows = _hub_rows(str(source), split)
@@ -76,7 +78,8 @@ def load_problems(
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -139,14 +142,19 @@ def _to_problem(row: Any, where: str, row_number: int, fields: ProblemFields) ->
 
 # ---------------------------------------------------------------------------- the task
 
-_OUTCOME_OF = {
-    Verdict.EQUAL: Outcome.CORRECT,
-    Verdict.NOT_EQUAL: Outcome.WRONG,
-    Verdict.UNPARSEABLE: Outcome.UNVERIFIED,
-    # A check that timed out must not earn more than a wrong answer, or students would learn
-    # to write answers that hang the verifier.
-    Verdict.FAILED: Outcome.WRONG,
-}
+def outcome_of(verdict: Verdict, answer: str, label: str) -> Outcome:
+    """The grade of a boxed answer from its Math-Verify verdict.
+
+    Partial credit (UNVERIFIED) only for a box that is the label itself in other formatting
+    (`is_reference_text`) which Math-Verify does not confirm; any other box it cannot read is
+    WRONG, so no unreadable box out-earns an honest wrong answer. A check that timed out is WRONG
+    too, or students would learn to write answers that hang the verifier.
+    """
+    if verdict is Verdict.EQUAL:
+        return Outcome.CORRECT
+    if verdict is Verdict.NOT_EQUAL and is_reference_text(answer, label):
+        return Outcome.UNVERIFIED
+    return Outcome.WRONG
 
 
 class MathTask(Task):
@@ -175,11 +183,14 @@ class MathTask(Task):
     def grade_many(self, responses: Sequence[str], labels: Sequence[str]) -> list[Graded]:
         """Grades in order; all boxed answers go through the warm worker in one pass."""
         answers = [extract_last_boxed(response) for response in responses]
-        boxed = [(answer, label) for answer, label in zip(answers, labels, strict=True) if answer is not None]
+        pairs = list(zip(answers, labels, strict=True))
+        boxed = [(answer, label) for answer, label in pairs if answer is not None]
         verdicts = iter(self.verifier.verify_many(boxed))
         return [
-            Graded(Outcome.NO_ANSWER, None) if answer is None else Graded(_OUTCOME_OF[next(verdicts)], answer)
-            for answer in answers
+            Graded(Outcome.NO_ANSWER, None)
+            if answer is None
+            else Graded(outcome_of(next(verdicts), answer, label), answer)
+            for answer, label in pairs
         ]
 
     def close(self) -> None:

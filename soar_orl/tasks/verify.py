@@ -59,13 +59,51 @@ def extract_last_boxed(text: str) -> str | None:
     return None
 
 
+# The formatting `is_reference_text` ignores: text wrappers (`\text{...}` and kin: the wrapper
+# goes, its content stays), `$`, whitespace, `\left`/`\right`, and LaTeX spacing (`\!`, `\,`,
+# `\;`, `\:`, `\ `, `~`, `\quad`, `\qquad`). Escaped characters (`\{`, `\$`) are kept as written.
+_TEXT_WRAPPER = r"(?P<wrapper>\\(?:text|textrm|textbf|textit|textnormal|textup|mathrm|mbox)\s*\{)"
+_FORMATTING = r"(?P<formatting>\$|\s|~|\\(?:left|right|quad|qquad)(?![A-Za-z])|\\[!,;: ])"
+_NORMALISE_TOKEN = re.compile(rf"{_TEXT_WRAPPER}|{_FORMATTING}|\\.|[{{}}]", re.DOTALL)
+
+
+def normalise_answer_text(text: str) -> str:
+    """`text` without the formatting listed above. One pass, linear in len(text), no recursion."""
+    wrapper_braces: list[bool] = []  # one per open brace: did a text wrapper open it?
+
+    def keep(token: re.Match[str]) -> str:
+        if token.group("wrapper"):
+            wrapper_braces.append(True)
+            return ""
+        if token.group("formatting"):
+            return ""
+        if token.group() == "{":
+            wrapper_braces.append(False)
+        elif token.group() == "}" and wrapper_braces and wrapper_braces.pop():
+            return ""
+        return token.group()
+
+    return _NORMALISE_TOKEN.sub(keep, text)
+
+
+def is_reference_text(answer: str, reference: str) -> bool:
+    """Is a box's content the reference itself, written with other formatting (see above)?
+
+    The graders give partial credit (Outcome.UNVERIFIED) to this box alone when their verifier
+    does not confirm it; every other box that fails verification is wrong. Equality, not
+    containment: a short reference ("x", "1") is contained in almost any unreadable box
+    (`x^{x^{x^{...}}}` contains `x`), so containment would pay more for junk than for an
+    honest wrong answer.
+    """
+    expected = normalise_answer_text(reference)
+    return bool(expected) and normalise_answer_text(answer) == expected
+
+
 class Verdict(str, enum.Enum):
     """Result of comparing an answer with a reference."""
 
     EQUAL = "equal"
-    NOT_EQUAL = "not_equal"
-    # Not equal, and Math-Verify read no expression (only raw text) from the answer or the reference.
-    UNPARSEABLE = "unparseable"
+    NOT_EQUAL = "not_equal"  # including answers or references Math-Verify reads no expression from
     FAILED = "failed"  # timed out or crashed the worker; callers count it as wrong
 
 
@@ -246,8 +284,6 @@ def _serve(memory_limit_mb: int) -> None:
         reference = parsed(request["reference"])
         if answer and reference and verify(reference, answer, timeout_seconds=None):
             return Verdict.EQUAL.value
-        if not (readable(answer) and readable(reference)):
-            return Verdict.UNPARSEABLE.value
         return Verdict.NOT_EQUAL.value
 
     def reply(obj: object) -> None:

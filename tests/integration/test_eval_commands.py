@@ -22,7 +22,7 @@ from soar_orl.tasks.math import MathTask, load_problems
 
 pytestmark = pytest.mark.integration
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 MODEL_FLAGS = ["--model", "builtin:smollm2", "--dtype", "float32", "--max-model-len", "1024", "--max-tokens", "192"]
 
 

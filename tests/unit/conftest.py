@@ -1,4 +1,4 @@
-"""Fixtures of the pure unit tests: the shared benchmark data and one warm math verifier."""
+"""Fixtures of the pure unit tests: the benchmark files in data/ and one warm math verifier."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from soar_orl.tasks.verify import MathVerifier, VerifyParams
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """../shared/data beside the repository root (/work/shared/data here, and in CI)."""
-    path = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
-    if not path.is_dir():
-        pytest.fail(f"shared benchmark data not found at {path}")
-    return path
+def data_dir() -> Path:
+    """The repository's data/ folder: the benchmark files that ship with it (data/README.md)."""
+    return Path(__file__).resolve().parents[2] / "data"
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,9 @@ def test_parse_integer_rejects_everything_else(text: str) -> None:
         ("\\boxed{__import__('os')}", "46", Graded(Outcome.WRONG, "__import__('os')")),
         ("\\boxed{4{6}}", "46", Graded(Outcome.WRONG, "4{6}")),
         ("\\boxed{46.0}", "46", Graded(Outcome.WRONG, "46.0")),
-        ("\\boxed{46}", "forty-six", Graded(Outcome.UNVERIFIED, "46")),
+        # A label that is not an integer: partial credit only for the label itself.
+        ("\\boxed{46}", "forty-six", Graded(Outcome.WRONG, "46")),
+        ("\\boxed{\\text{forty-six}}", "forty-six", Graded(Outcome.UNVERIFIED, "\\text{forty-six}")),
     ],
 )
 def test_grade(response: str, label: str, expected: Graded) -> None:

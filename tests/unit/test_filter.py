@@ -42,6 +42,8 @@ def test_filter_keeps_the_problems_never_solved_and_splits_them(tmp_path: Path) 
     assert [p.id for p in train] == list(split.train) and train[0].metadata == {"level": int(train[0].id[1:]) % 3}
     counts = [json.loads(line) for line in (tmp_path / "success_counts.jsonl").read_text().splitlines()]
     assert {row["id"]: row["successes"] for row in counts} == {p.id: successes(p) for p in PROBLEMS}
+    full_train = [p.id for p in load_problems(str(tmp_path / "full_train.jsonl"))]
+    assert full_train == [p.id for p in PROBLEMS if p.id not in split.test]  # the pool minus the hard test half
 
 
 def test_a_killed_run_resumes_without_resampling_finished_shards(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import sys
@@ -12,7 +13,9 @@ import pytest
 
 from soar_orl.tasks.base import Graded, Outcome, Problem
 from soar_orl.tasks.math import MATH_TOPICS, MathTask, ProblemFields, ProblemFormatError, load_problems
+from soar_orl.tasks.verify import Verdict, VerifyParams
 from soar_orl.teacher.parser import QAPair, Rejection
+from soar_orl.teacher.rewards import RewardLevels
 
 # ---------------------------------------------------------------- loading
 
@@ -22,29 +25,41 @@ from soar_orl.teacher.parser import QAPair, Rejection
     [
         ("math500.jsonl", 500),
         ("math_test_5000.jsonl", 5000),
-        ("harp.jsonl", 4780),
+        ("harp.jsonl.gz", 4780),
         ("olympiadbench_675.jsonl", 675),
     ],
 )
-def test_loads_the_shared_benchmarks(shared_data_dir: Path, name: str, rows: int) -> None:
-    problems = load_problems(shared_data_dir / name)
+def test_loads_the_shipped_benchmarks(data_dir: Path, name: str, rows: int) -> None:
+    problems = load_problems(data_dir / name)
     assert len(problems) == rows
     assert all(isinstance(p.id, str) and p.problem and p.answer for p in problems)
 
 
-def test_normalised_fields_and_metadata(shared_data_dir: Path) -> None:
-    first = load_problems(shared_data_dir / "math500.jsonl")[0]
+def test_normalised_fields_and_metadata(data_dir: Path) -> None:
+    first = load_problems(data_dir / "math500.jsonl")[0]
     assert first.id == "test/precalculus/807.json"
     assert first.answer == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert first.metadata["subject"] == "Precalculus" and first.metadata["level"] == 2
     assert not {"id", "problem", "answer"} & set(first.metadata)
-    olympiad = load_problems(shared_data_dir / "olympiadbench_675.jsonl")[0]
+    olympiad = load_problems(data_dir / "olympiadbench_675.jsonl")[0]
     assert olympiad.id == "1606"  # integer ids become strings
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def test_gzipped_jsonl_reads_like_plain_jsonl(tmp_path: Path) -> None:
+    rows = [{"id": "a", "problem": "p", "answer": "1", "level": 2}, {"id": "b", "problem": "q", "answer": "2"}]
+    plain = write_jsonl(tmp_path / "set.jsonl", rows)
+    packed = tmp_path / "set.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert load_problems(packed) == load_problems(plain)
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(b'{"id": "a", "problem": "p", "answer": "1"}\n{not json\n'))
+    with pytest.raises(ProblemFormatError, match=rf"^{re.escape(str(broken))}:2: invalid JSON"):
+        load_problems(broken)
 
 
 def test_missing_field_names_the_file_and_line(tmp_path: Path) -> None:
@@ -153,7 +168,7 @@ def test_grading_outcomes(task: MathTask) -> None:
         Graded(Outcome.CORRECT, "\\frac{3}{4}"),
         Graded(Outcome.CORRECT, "0.75"),
         Graded(Outcome.WRONG, "0.7"),
-        Graded(Outcome.UNVERIFIED, "?"),
+        Graded(Outcome.WRONG, "?"),  # unreadable, and not the label: no partial credit
         Graded(Outcome.NO_ANSWER, None),
     ]
     assert task.grade("so \\boxed{2\\sqrt{2}}", "\\sqrt{8}").outcome is Outcome.CORRECT
@@ -162,11 +177,59 @@ def test_grading_outcomes(task: MathTask) -> None:
 
 
 def test_an_answer_that_hangs_the_verifier_is_wrong() -> None:
-    from soar_orl.tasks.verify import VerifyParams
-
     fast = MathTask(verify=VerifyParams(timeout_s=1.0))
     try:
         assert fast.grade("\\boxed{9^{9^{9^{9}}}}", "1").outcome is Outcome.WRONG
         assert fast.verifier.num_failures == 1
+    finally:
+        fast.close()
+
+
+@pytest.mark.parametrize(
+    ("box", "label"),
+    [
+        # Math-Verify does not confirm these boxes, yet each is its label with other spacing or
+        # text wrappers: the student wrote the label, so it earns the partial credit.
+        ("111,111,111", "111, \\! 111, \\! 111"),
+        ("\\frac\\pi4+2-\\sqrt2", "\\frac \\pi4 + 2 - \\sqrt2"),
+        ("1599 dollars", "1599 \\text{ dollars}"),
+    ],
+)
+def test_partial_credit_for_the_label_in_other_formatting(task: MathTask, box: str, label: str) -> None:
+    assert task.verifier.verify(box, label) is Verdict.NOT_EQUAL  # the verifier does not confirm it
+    assert task.grade(f"\\boxed{{{box}}}", label) == Graded(Outcome.UNVERIFIED, box)
+
+
+QUICK_HOSTILE_BOXES = [
+    "\\boxed{x^{x^{x^{...}}}}",
+    "\\boxed{\\left( \\right.}",
+    "\\boxed{1 \\left( \\right.}",  # the label plus junk that makes it unreadable
+    "\\boxed{1, 2, 3, 4, 5, 6, 7, 8, 9, x \\left(}",  # every guess at once, unreadable
+    "\\boxed{}",
+    "\\boxed{=}",
+    "\\boxed{?}",
+    "\\boxed{\\text{}}",
+    "\\boxed{$}",
+    "\\boxed{\\left.\\right.}",
+    "\\boxed{\\\\}",
+    "\\boxed{\\boxed{}}",
+]
+# These outlast Math-Verify: the worker's time limit ends them (about 2 s each, so one label).
+HANGING_BOXES = ["\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}", "\\boxed{" + "a" * 100_000 + "}"]
+
+
+def test_no_unreadable_box_out_earns_an_honest_wrong_answer() -> None:
+    levels = RewardLevels()
+    fast = MathTask(verify=VerifyParams(timeout_s=1.0))
+    try:
+        honest = fast.grade("\\boxed{12345}", "1")
+        assert honest.outcome is Outcome.WRONG
+        pairs = [(box, label) for box in QUICK_HOSTILE_BOXES for label in ("1", "x", "\\frac{3}{4}", "(1, 2)")]
+        pairs += [(box, "1") for box in HANGING_BOXES]
+        graded = fast.grade_many([box for box, _ in pairs], [label for _, label in pairs])
+        over = [(box[:40], label, g.outcome) for (box, label), g in zip(pairs, graded, strict=True)
+                if levels.reward(g.outcome) > levels.reward(honest.outcome)]
+        assert over == []
+        assert fast.verifier.num_failures >= 1  # the time limit was exercised, and held
     finally:
         fast.close()

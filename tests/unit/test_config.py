@@ -8,8 +8,9 @@ import pytest
 from soar_orl.cli import main as soar_main
 from soar_orl.config import ConfigError, config_to_dict, load_config, validate_config
 
-RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
-PAPER_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "math_grounded.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+PAPER_RECIPE = ROOT / "recipes" / "math_grounded.yaml"
 
 
 def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
@@ -77,6 +78,18 @@ def test_bad_input_names_the_key(overrides, expected):
     with pytest.raises(ConfigError) as err:
         load_config(PAPER_RECIPE, overrides)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["meta.tau=nan", "meta.tau=.inf", "teacher.lr=inf", "pools.job_timeout_s=.inf", "student.reward.no_answer=-.inf",
+     "evaluation.temperature=NaN"],
+)
+def test_nan_and_inf_are_refused_at_load(override):
+    """They pass bounds (inf > 0) or have none (meta.tau), and would fail only once the run started."""
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}: Input should be a finite number"):
+        load_config(PAPER_RECIPE, [override])
 
 
 def test_every_problem_is_reported_at_once():
