@@ -1,0 +1,191 @@
+"""Projected time per outer step and GPU-hours of a recipe, from stated phase assumptions.
+
+A projection, not a measurement: every number below is either a datasheet figure or an assumption
+named in `PhaseAssumptions`; nothing here has been measured on a GPU yet. The model:
+
+- generation (vLLM decode) is memory-bound: one decode step of a batch of b sequences with mean
+  context c reads the weights and the batch's KV cache, so it takes
+  max((w P / tp + b c kv) / (HBM bandwidth x decode efficiency), 2 P b / (peak FLOP/s x MFU));
+  b is what the engine's KV share holds at once (memory.VllmShare.concurrent_sequences), the
+  rest waits for a later round;
+- training is compute-bound: 6 P per token for forward + backward, 2 P more for the recompute of
+  gradient checkpointing, 2 P for the no-grad forward of the old log-probs and 2 P for the KL
+  reference's, at MFU x peak over the trainer's GPUs (attention FLOPs are left out: at 1-2k
+  tokens they add under 10% for 3B);
+- Adam offload adds the host Adam step and moving gradients and weights over PCIe;
+- an outer step: the teacher samples g*n / valid-rate outputs; g*r + 1 student jobs run in
+  waves of `student_workers` (the +1 scores the baseline on Q_R); each job resets, runs
+  inner_steps x (rollout + train + weight sync [+ vLLM sleep/wake]) and a greedy Q_R evaluation;
+  then the teacher trains on the g*n samples. With meta.async the next step's sampling overlaps
+  the students: step = max(sampling, students) + update; otherwise their sum.
+- GPU-hours count the whole cluster for the run's wall time (the pools hold their GPUs
+  throughout), plus the RLVR trainings of evaluation.after_run (their evaluation is left out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from soar_orl.config import SoarConfig
+from soar_orl.plan.memory import GpuMemory, VllmShare
+from soar_orl.plan.pools import PROMPT_TOKENS, RLVR_AFTER_RUN, rlvr_gpus, student_flags, teacher_flags
+from soar_orl.plan.shapes import ModelShape
+
+PAPER_GPU_HOURS = (32 * 48, 32 * 60)
+"""SOAR paper (Sundaram et al., ICML 2026), compute: one SOAR run took 48-60 hours on 4 nodes x 8
+H100/H200 GPUs (Llama-3.2-3B-Instruct, 200 outer steps at most)."""
+
+
+@dataclass(frozen=True)
+class PhaseAssumptions:
+    gpu: str = "H100 SXM"
+    """The GPU the times are projected for."""
+    peak_tflops: float = 989.0
+    """Dense BF16 tensor-core peak of the H100 SXM (NVIDIA H100 datasheet)."""
+    hbm_tb_per_s: float = 3.35
+    """HBM3 bandwidth of the H100 SXM (NVIDIA H100 datasheet)."""
+    train_mfu: float = 0.35
+    """Share of the peak a DeepSpeed ZeRO-2 step of a 1-8B model reaches. Assumption: large-model
+    training commonly reports 30-50%; short RL micro batches are at the low end."""
+    decode_efficiency: float = 0.5
+    """Share of the HBM bandwidth a vLLM decode step reaches. Assumption."""
+    student_output_fraction: float = 0.6
+    """Mean student response length as a share of student.max_new_tokens (rollouts and Q_R).
+    Assumption: on hard problems at temperature 1 many responses run to the limit."""
+    teacher_output_fraction: float = 0.5
+    """Mean teacher output length as a share of teacher.max_new_tokens. Assumption."""
+    teacher_valid_rate: float = 0.8
+    """Share of teacher samples that parse as a question/answer pair. Assumption (logged per step as
+    teacher/valid_rate by a run)."""
+    job_reset_s: float = 30.0
+    """A student job's reset: a fresh model and DeepSpeed engine from the baseline. Assumption
+    ("tens of seconds" for 3B in the GPU audit, from the code path)."""
+    weight_sync_s: float = 1.0
+    """Trainer -> vLLM weight sync per inner step (CUDA IPC on one GPU). Assumption."""
+    sleep_wake_s: float = 3.0
+    """vLLM sleep(1) + wake_up per inner step: the bf16 weights to the host and back (6 GiB for
+    3B over PCIe) and the KV cache re-allocated. Assumption."""
+    cpu_adam_params_per_s: float = 1e9
+    """Host Adam updates per second per rank with Adam offload (DeepSpeedCPUAdam), when the ranks of
+    a node share its cores. Assumption."""
+    pcie_gb_per_s: float = 25.0
+    """Effective host <-> GPU copy bandwidth (PCIe Gen5 x16 peaks at 64 GB/s per direction). Assumption."""
+
+
+ASSUMED = PhaseAssumptions()
+
+
+def decode_seconds(vllm: VllmShare, sequences: int, output_tokens: int, a: PhaseAssumptions = ASSUMED) -> float:
+    """Seconds for one engine to generate `output_tokens` for each of `sequences`."""
+    if sequences <= 0:
+        return 0.0
+    shape, w = vllm.shape, vllm.dtype_bytes
+    batch = max(1, min(sequences, vllm.concurrent_sequences))
+    rounds = math.ceil(sequences / batch)
+    context = PROMPT_TOKENS + output_tokens / 2
+    kv_per_token = shape.kv_bytes_per_token(w) / min(vllm.tensor_parallel, shape.kv_heads)
+    read = w * shape.params / vllm.tensor_parallel + batch * context * kv_per_token
+    memory_s = read / (a.hbm_tb_per_s * 1e12 * a.decode_efficiency)
+    compute_s = 2 * shape.params / vllm.tensor_parallel * batch / (a.peak_tflops * 1e12 * a.train_mfu)
+    return rounds * output_tokens * max(memory_s, compute_s)
+
+
+def train_seconds(shape: ModelShape, tokens: float, gpus: int, flags: dict, a: PhaseAssumptions = ASSUMED) -> float:
+    """One optimizer step over `tokens` on `gpus` ranks, with the flags' checkpointing, reference
+    and Adam offload."""
+    per_token = 6 + 2 + (2 if flags["actor.gradient_checkpointing_enable"] else 0) + (
+        2 if flags["algo.kl.init_coef"] > 0 else 0)
+    seconds = per_token * shape.params * tokens / (gpus * a.peak_tflops * 1e12 * a.train_mfu)
+    if flags["ds.adam_offload"]:
+        partition = shape.params / gpus
+        seconds += partition / a.cpu_adam_params_per_s + 2 * 2 * shape.params / (a.pcie_gb_per_s * 1e9)
+    return seconds
+
+
+@dataclass(frozen=True)
+class StepTime:
+    teacher_sampling_s: float
+    student_job_s: float
+    waves: int
+    teacher_update_s: float
+    overlapped: bool
+
+    @property
+    def students_s(self) -> float:
+        return self.waves * self.student_job_s
+
+    @property
+    def step_s(self) -> float:
+        if self.overlapped:
+            return max(self.teacher_sampling_s, self.students_s) + self.teacher_update_s
+        return self.teacher_sampling_s + self.students_s + self.teacher_update_s
+
+
+def waves(cfg: SoarConfig) -> int:
+    """Rounds of g*r + 1 jobs (the +1 scores the baseline) over the student workers."""
+    return math.ceil((cfg.meta.g * cfg.meta.r + 1) / cfg.pools.student_workers)
+
+
+def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher_vllm: VllmShare,
+              student_vllm: VllmShare, a: PhaseAssumptions = ASSUMED) -> StepTime:
+    meta, s, t = cfg.meta, cfg.student, cfg.teacher
+    samples = math.ceil(meta.g * meta.n / a.teacher_valid_rate)
+    teacher_out = round(t.max_new_tokens * a.teacher_output_fraction)
+    engines = cfg.pools.teacher_vllm_engines
+    sampling = decode_seconds(teacher_vllm, math.ceil(samples / engines), teacher_out, a)
+
+    student_out = round(s.max_new_tokens * a.student_output_fraction)
+    rollouts = s.batch_prompts * s.group_size
+    flags = student_flags(cfg)
+    inner = (decode_seconds(student_vllm, rollouts, student_out, a)
+             + train_seconds(student, rollouts * (PROMPT_TOKENS + student_out), 1, flags, a)
+             + a.weight_sync_s + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0))
+    job = a.job_reset_s + s.inner_steps * inner + decode_seconds(student_vllm, cfg.data.q_r_size, student_out, a)
+
+    update = train_seconds(teacher, meta.g * meta.n * (PROMPT_TOKENS + teacher_out), cfg.pools.teacher_gpus,
+                           teacher_flags(cfg), a) + a.weight_sync_s
+    if not meta.trains_teacher:
+        update = 0.0
+    return StepTime(sampling, job, waves(cfg), update, meta.async_)
+
+
+def rlvr_step_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, a: PhaseAssumptions = ASSUMED) -> float:
+    """One RLVR step: batch_prompts x group_size rollouts over the engines, one optimizer step."""
+    s, gpus = cfg.student, rlvr_gpus(cfg)
+    engines = gpus // cfg.pools.gpus_per_student_worker
+    out = round(s.max_new_tokens * a.student_output_fraction)
+    rollouts = s.batch_prompts * s.group_size
+    flags = student_flags(cfg)
+    return (decode_seconds(vllm, math.ceil(rollouts / engines), out, a)
+            + train_seconds(student, rollouts * (PROMPT_TOKENS + out), gpus, flags, a)
+            + a.weight_sync_s + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0))
+
+
+@dataclass(frozen=True)
+class RunCost:
+    step: StepTime | None  # None for the RLVR-only modes
+    soar_hours: float
+    rlvr_trainings: int
+    rlvr_hours: float
+    cluster_gpus: int
+
+    @property
+    def hours(self) -> float:
+        return self.soar_hours + self.rlvr_hours
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.hours * self.cluster_gpus
+
+
+def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, GpuMemory],
+             a: PhaseAssumptions = ASSUMED) -> RunCost:
+    """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches)."""
+    trainings = 1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
+    rlvr_hours = trainings * cfg.meta.rlvr_steps * rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a) / 3600 \
+        if trainings else 0.0
+    if not cfg.meta.uses_teacher:
+        return RunCost(None, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
+    step = step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm, a)
+    return RunCost(step, cfg.meta.outer_steps * step.step_s / 3600, trainings, rlvr_hours, cfg.pools.cluster_gpus)
