@@ -244,13 +244,17 @@ def _render_cost(plan: RecipePlan) -> list[str]:
             f"{cfg.pools.student_workers} student workers = {step.waves}",
             f"  teacher sampling {step.teacher_sampling_s:.0f} s, student job {step.student_job_s:.0f} s x "
             f"{step.waves} wave(s) = {step.students_s:.0f} s, teacher update {step.teacher_update_s:.0f} s",
-            f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'})"
-            f"; {meta.outer_steps} outer steps: {cost.soar_hours:.1f} h",
+            f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'}), "
+            f"{cost.step_after_promotion.step_s:.0f} s with the {cfg.student.extra_steps_after_promotion} extra inner "
+            f"steps after a promotion; {meta.outer_steps} outer steps: {cost.soar_hours:.1f}-{cost.soar_hours_promoted:.1f} h",
         ]
     if cost.rlvr_trainings:
         lines.append(f"  RLVR: {cost.rlvr_trainings} training(s) of {cfg.meta.rlvr_steps} steps on {rlvr_gpus(cfg)} GPUs: "
                      f"{cost.rlvr_hours:.1f} h (their evaluation not counted)")
-    lines.append(f"  total {cost.hours:.1f} h on {cost.cluster_gpus} GPUs: {cost.gpu_hours:,.0f} GPU-hours "
+    (low, high), (gpu_low, gpu_high) = cost.hours, cost.gpu_hours
+    span = f"{low:.1f} h" if high == low else f"{low:.1f}-{high:.1f} h"
+    gpu_span = f"{gpu_low:,.0f}" if high == low else f"{gpu_low:,.0f}-{gpu_high:,.0f}"
+    lines.append(f"  total {span} on {cost.cluster_gpus} GPUs: {gpu_span} GPU-hours "
                  f"(paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})")
     return lines
 

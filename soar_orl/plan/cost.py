@@ -128,7 +128,7 @@ def waves(cfg: SoarConfig) -> int:
 
 
 def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher_vllm: VllmShare,
-              student_vllm: VllmShare, a: PhaseAssumptions = ASSUMED) -> StepTime:
+              student_vllm: VllmShare, inner_steps: int, a: PhaseAssumptions = ASSUMED) -> StepTime:
     meta, s, t = cfg.meta, cfg.student, cfg.teacher
     samples = math.ceil(meta.g * meta.n / a.teacher_valid_rate)
     teacher_out = round(t.max_new_tokens * a.teacher_output_fraction)
@@ -141,7 +141,7 @@ def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher
     inner = (decode_seconds(student_vllm, rollouts, student_out, a)
              + train_seconds(student, rollouts * (PROMPT_TOKENS + student_out), 1, flags, a)
              + a.weight_sync_s + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0))
-    job = a.job_reset_s + s.inner_steps * inner + decode_seconds(student_vllm, cfg.data.q_r_size, student_out, a)
+    job = a.job_reset_s + inner_steps * inner + decode_seconds(student_vllm, cfg.data.q_r_size, student_out, a)
 
     update = train_seconds(teacher, meta.g * meta.n * (PROMPT_TOKENS + teacher_out), cfg.pools.teacher_gpus,
                            teacher_flags(cfg), a) + a.weight_sync_s
@@ -165,18 +165,21 @@ def rlvr_step_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, a: 
 @dataclass(frozen=True)
 class RunCost:
     step: StepTime | None  # None for the RLVR-only modes
-    soar_hours: float
+    step_after_promotion: StepTime | None  # with student.extra_steps_after_promotion
+    soar_hours: float  # every outer step without a promotion before it
+    soar_hours_promoted: float  # every outer step with the extra inner steps (promoted at once)
     rlvr_trainings: int
     rlvr_hours: float
     cluster_gpus: int
 
     @property
-    def hours(self) -> float:
-        return self.soar_hours + self.rlvr_hours
+    def hours(self) -> tuple[float, float]:
+        """Wall hours, (no promotion, promoted at once)."""
+        return self.soar_hours + self.rlvr_hours, self.soar_hours_promoted + self.rlvr_hours
 
     @property
-    def gpu_hours(self) -> float:
-        return self.hours * self.cluster_gpus
+    def gpu_hours(self) -> tuple[float, float]:
+        return self.hours[0] * self.cluster_gpus, self.hours[1] * self.cluster_gpus
 
 
 def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, GpuMemory],
@@ -186,6 +189,9 @@ def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, G
     rlvr_hours = trainings * cfg.meta.rlvr_steps * rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a) / 3600 \
         if trainings else 0.0
     if not cfg.meta.uses_teacher:
-        return RunCost(None, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
-    step = step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm, a)
-    return RunCost(step, cfg.meta.outer_steps * step.step_s / 3600, trainings, rlvr_hours, cfg.pools.cluster_gpus)
+        return RunCost(None, None, 0.0, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
+    steps = [step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm,
+                       inner, a)
+             for inner in (cfg.student.inner_steps, cfg.student.inner_steps + cfg.student.extra_steps_after_promotion)]
+    hours = [cfg.meta.outer_steps * step.step_s / 3600 for step in steps]
+    return RunCost(steps[0], steps[1], hours[0], hours[1], trainings, rlvr_hours, cfg.pools.cluster_gpus)
