@@ -100,6 +100,14 @@ def format_changes(cfg: SoarConfig, changes: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _count(params: int) -> str:
+    return f"{params / 1e9:.2f}B" if params >= 1e9 else f"{params / 1e6:.1f}M"
+
+
+def _gib(value: float) -> str:
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.3f}"
+
+
 def _yaml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -167,7 +175,7 @@ def single_option_peaks(cfg: SoarConfig, shapes: dict[str, ModelShape], role: st
         options.append(Option(f"teacher on {2 * pools.teacher_gpus} GPUs (ZeRO partitions the optimizer)",
                               {"pools.teacher_gpus": 2 * pools.teacher_gpus,
                                "pools.teacher_vllm_engines": 2 * pools.teacher_vllm_engines}))
-    if role == "rlvr":
+    if role == "rlvr" and 2 * rlvr_gpus(cfg) <= cfg.pools.cluster_gpus:
         options.append(Option(f"RLVR on {2 * rlvr_gpus(cfg)} GPUs", {"pools.rlvr_gpus": 2 * rlvr_gpus(cfg)}))
     if cfg.pools.gpu_memory_gb < BIGGER_CARD_GIB:
         options.append(Option(f"{BIGGER_CARD_GIB:g} GiB cards (H200)", {"pools.gpu_memory_gb": BIGGER_CARD_GIB}))
@@ -206,13 +214,13 @@ def render(plan: RecipePlan, source: str) -> str:
                  f"pools.gpu_memory_gb = {pools.gpu_memory_gb:g} GiB, {cfg.model.dtype}")
     for role, shape in plan.shapes.items():
         name = getattr(cfg.model, role)
-        lines.append(f"  {role}: {name} ({shape.params / 1e9:.2f}B parameters, {shape.layers} layers, hidden "
+        lines.append(f"  {role}: {name} ({_count(shape.params)} parameters, {shape.layers} layers, hidden "
                      f"{shape.hidden}, vocab {shape.vocab})")
     for pool in plan.pools.values():
         lines += ["", f"{pool.pool}: {pool.layout}", f"  {'process':<17} {'component':<68} {'GiB':>6}  held"]
         for item in pool.items:
             held = "always" if len(item.phases) == 2 else item.phases[0]
-            lines.append(f"  {item.process:<17} {item.component:<68} {item.gib:>6.1f}  {held}")
+            lines.append(f"  {item.process:<17} {item.component:<68} {_gib(item.gib):>6}  {held}")
         totals = ", ".join(f"{phase} {pool.total(phase):.1f}" for phase in ("generate", "train"))
         verdict = "fits" if pool.fits else "DOES NOT FIT"
         lines.append(f"  per GPU: {totals} GiB; peak {pool.peak:.1f} of {pool.card_gib:g} GiB: {verdict}")
@@ -252,10 +260,12 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         lines.append(f"  RLVR: {cost.rlvr_trainings} training(s) of {cfg.meta.rlvr_steps} steps on {rlvr_gpus(cfg)} GPUs: "
                      f"{cost.rlvr_hours:.1f} h (their evaluation not counted)")
     (low, high), (gpu_low, gpu_high) = cost.hours, cost.gpu_hours
-    span = f"{low:.1f} h" if high == low else f"{low:.1f}-{high:.1f} h"
-    gpu_span = f"{gpu_low:,.0f}" if high == low else f"{gpu_low:,.0f}-{gpu_high:,.0f}"
-    lines.append(f"  total {span} on {cost.cluster_gpus} GPUs: {gpu_span} GPU-hours "
-                 f"(paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})")
+    same = round(low, 1) == round(high, 1)
+    span = f"{low:.1f} h" if same else f"{low:.1f}-{high:.1f} h"
+    gpu_span = f"{gpu_low:,.0f}" if same else f"{gpu_low:,.0f}-{gpu_high:,.0f}"
+    paper = (f" (paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})"
+             if cfg.meta.uses_teacher and cfg.data.task == "math" else "")
+    lines.append(f"  total {span} on {cost.cluster_gpus} GPUs: {gpu_span} GPU-hours{paper}")
     return lines
 
 

@@ -186,8 +186,10 @@ def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, G
              a: PhaseAssumptions = ASSUMED) -> RunCost:
     """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches)."""
     trainings = 1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
-    rlvr_hours = trainings * cfg.meta.rlvr_steps * rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a) / 3600 \
-        if trainings else 0.0
+    rlvr_hours = 0.0
+    if trainings:
+        step_s = rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a)
+        rlvr_hours = trainings * cfg.meta.rlvr_steps * step_s / 3600
     if not cfg.meta.uses_teacher:
         return RunCost(None, None, 0.0, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
     steps = [step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm,

@@ -35,7 +35,7 @@ term) and no dropout (hence none of their 2sbh of dropout masks), per token:
   per layer: 2 (4 + w) h + w (4 h + 2 k_d + 4 I) bytes (k_d = kv heads x head dim). For a GPT
   layer's shapes (k_d = h, a GeLU MLP of 2 tensors of 4h, fused LayerNorm) the same count is
   32 s b h, Korthikanti's 34 s b h less the dropout masks. Llama-3.2-3B in bf16:
-  20 h + 4 k_d + 8 I = 131,072 bytes per token per layer, 3.5 GiB per 1k tokens over 28 layers.
+  20 h + 4 k_d + 8 I = 131,072 bytes per token per layer, 3.4 GiB per 1k tokens over 28 layers.
 With gradient checkpointing (`gradient_checkpointing_enable`, one checkpoint per decoder layer)
 the layers keep only their input (w h each) and one layer is live again during its backward.
 The head: the final norm (4 + w) h and the logits: OpenRLHF's Actor casts them to fp32
