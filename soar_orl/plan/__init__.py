@@ -19,7 +19,7 @@ from typing import Any
 from soar_orl.config import ConfigError, SoarConfig, config_to_dict, validate_config
 from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, PhaseAssumptions, RunCost, run_cost
 from soar_orl.plan.memory import GpuMemory
-from soar_orl.plan.pools import plan_pools, rlvr_gpus
+from soar_orl.plan.pools import plan_pools, rlvr_gpus, student_flags, teacher_flags
 from soar_orl.plan.shapes import ModelShape, UnknownModelShape, model_shape
 
 BIGGER_CARD_GIB = 141.0  # H200
@@ -118,29 +118,34 @@ class Option:
     changes: dict[str, Any]
 
 
+_SWITCHES = {  # role -> (label, the OpenRLHF flag it sets, the recipe key that sets it)
+    "teacher": [("gradient checkpointing", "actor.gradient_checkpointing_enable",
+                 "teacher.openrlhf_args.actor.gradient_checkpointing_enable"),
+                ("Adam offload", "ds.adam_offload", "teacher.openrlhf_args.ds.adam_offload")],
+    "student": [("gradient checkpointing", "actor.gradient_checkpointing_enable", "student.gradient_checkpointing"),
+                ("vLLM sleep while training", "vllm.enable_sleep", "student.vllm_sleep"),
+                ("Adam offload", "ds.adam_offload", "student.adam_offload")],
+}
+_SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's settings
+
+
 def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]]:
-    """(switches, smaller micro batches) that lower the memory of a pool's GPUs."""
+    """(switches not yet on, smaller micro batches) that lower the memory of a pool's GPUs."""
+    flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
+    switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
     if role == "teacher":
-        flags = dict(cfg.teacher.openrlhf_args)
-        switches = [Option("gradient checkpointing", {"teacher.openrlhf_args.actor.gradient_checkpointing_enable": True}),
-                    Option("Adam offload", {"teacher.openrlhf_args.ds.adam_offload": True})]
-        switches = [o for o in switches if not flags.get(next(iter(o.changes)).split("openrlhf_args.")[1])]
         micro, rows, key = cfg.teacher.train_micro_batch_size, cfg.meta.g * cfg.meta.n, "teacher.train_micro_batch_size"
     else:
         student = cfg.student
-        switches = [Option("gradient checkpointing", {"student.gradient_checkpointing": True}),
-                    Option("vLLM sleep while training", {"student.vllm_sleep": True}),
-                    Option("Adam offload", {"student.adam_offload": True})]
-        switches = [o for o in switches if not getattr(student, next(iter(o.changes)).split(".")[1])]
-        micro, rows, key = student.train_micro_batch_size, student.batch_prompts * student.group_size, \
-            "student.train_micro_batch_size"
+        micro, rows = student.train_micro_batch_size, student.batch_prompts * student.group_size
+        key = "student.train_micro_batch_size"
     smaller = [m for m in (micro // 2**i for i in range(1, 8)) if m >= 1 and rows % m == 0]
     return switches, [Option(f"micro batch {m}", {key: m}) for m in dict.fromkeys(smaller)]
 
 
-def _fits(cfg: SoarConfig, shapes: dict[str, ModelShape], role: str) -> GpuMemory | None:
+def _fits(cfg: SoarConfig, shapes: dict[str, ModelShape], role: str) -> bool:
     pool = plan_pools(cfg, shapes).get(role)
-    return pool if pool is not None and pool.fits else None
+    return pool is not None and pool.fits
 
 
 def smallest_fix(cfg: SoarConfig, shapes: dict[str, ModelShape], role: str) -> dict[str, Any] | None:
