@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from soar_orl.config import ConfigError, SoarConfig, config_to_dict, validate_config
-from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, PhaseAssumptions, RunCost, run_cost
+from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, LoraProjection, PhaseAssumptions, RunCost, run_cost
 from soar_orl.plan.memory import GpuMemory
 from soar_orl.plan.pools import plan_pools, rlvr_gpus, student_flags, teacher_flags
 from soar_orl.plan.shapes import ModelShape, UnknownModelShape, model_shape
@@ -36,6 +36,7 @@ class RecipePlan:
     shapes: dict[str, ModelShape]
     pools: dict[str, GpuMemory]
     cost: RunCost
+    lora_cost: RunCost | None  # the SOAR variants with LoRA students: a projection (not implemented)
 
     @property
     def fits(self) -> bool:
@@ -47,7 +48,8 @@ class RecipePlan:
 
 def plan_recipe(cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: PhaseAssumptions = ASSUMED) -> RecipePlan:
     pools = plan_pools(cfg, shapes)
-    return RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions))
+    lora = run_cost(cfg, shapes, pools, assumptions, LoraProjection()) if cfg.meta.uses_teacher else None
+    return RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), lora)
 
 
 def recipe_shapes(cfg: SoarConfig) -> dict[str, ModelShape]:
@@ -255,7 +257,7 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         lines += [
             f"  waves per outer step: {jobs} jobs (g*r = {meta.g * meta.r} + the baseline) over "
             f"{cfg.pools.student_workers} student workers = {step.waves}",
-            f"  teacher sampling {step.teacher_sampling_s:.0f} s, student job {step.student_job_s:.0f} s x "
+            f"  teacher sampling {step.teacher_sampling_s:.0f} s, student job {step.student_wave_s:.0f} s x "
             f"{step.waves} wave(s) = {step.students_s:.0f} s, teacher update {step.teacher_update_s:.0f} s",
             f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'}), "
             f"{cost.step_after_promotion.step_s:.0f} s with the {cfg.student.extra_steps_after_promotion} extra inner "
@@ -264,14 +266,23 @@ def _render_cost(plan: RecipePlan) -> list[str]:
     if cost.rlvr_trainings:
         lines.append(f"  RLVR: {cost.rlvr_trainings} training(s) of {cfg.meta.rlvr_steps} steps on {rlvr_gpus(cfg)} GPUs: "
                      f"{cost.rlvr_hours:.1f} h (their evaluation not counted)")
-    (low, high), (gpu_low, gpu_high) = cost.hours, cost.gpu_hours
-    same = round(low, 1) == round(high, 1)
-    span = f"{low:.1f} h" if same else f"{low:.1f}-{high:.1f} h"
-    gpu_span = f"{gpu_low:,.0f}" if same else f"{gpu_low:,.0f}-{gpu_high:,.0f}"
     paper = (f" (paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})"
              if cfg.meta.uses_teacher and cfg.data.task == "math" else "")
-    lines.append(f"  total {span} on {cost.cluster_gpus} GPUs: {gpu_span} GPU-hours{paper}")
+    lines.append(f"  total {_hours(cost)}{paper}")
+    if plan.lora_cost is not None:
+        lora = plan.lora_cost
+        lines += [f"  projection with LoRA students (NOT IMPLEMENTED: the LoRA-students issue; assumptions in "
+                  f"cost.LoraProjection):",
+                  f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
+                  f"{lora.step.step_s:.0f} s; total {_hours(lora)}"]
     return lines
+
+
+def _hours(cost: RunCost) -> str:
+    (low, high), (gpu_low, gpu_high) = cost.hours, cost.gpu_hours
+    if round(low, 1) == round(high, 1):
+        return f"{low:.1f} h on {cost.cluster_gpus} GPUs: {gpu_low:,.0f} GPU-hours"
+    return f"{low:.1f}-{high:.1f} h on {cost.cluster_gpus} GPUs: {gpu_low:,.0f}-{gpu_high:,.0f} GPU-hours"
 
 
 def _render_refusal(plan: RecipePlan) -> list[str]:

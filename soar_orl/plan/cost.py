@@ -91,10 +91,31 @@ def decode_seconds(vllm: VllmShare, sequences: int, output_tokens: int, a: Phase
     return rounds * output_tokens * max(memory_s, compute_s)
 
 
-def train_seconds(shape: ModelShape, tokens: float, gpus: int, flags: dict, a: PhaseAssumptions = ASSUMED) -> float:
+@dataclass(frozen=True)
+class LoraProjection:
+    """Students as LoRA adapters on one shared base per worker, as the LoRA-students issue plans
+    them. NOT IMPLEMENTED: a projection with the same throughput assumptions as full fine-tuning,
+    changed only where LoRA changes the work. The recipe's vLLM share is kept (the memory LoRA
+    frees is not given to the KV cache), and the RLVR baselines stay full fine-tuning."""
+
+    forward_backward_flops: int = 4
+    """Per parameter and token: the forward (2) and the activation gradients (2); the frozen base
+    gets no weight gradients (full fine-tuning: 6). "LoRA Without Regret" (Thinking Machines, 2025)
+    puts LoRA at about two thirds of full fine-tuning's compute."""
+    decode_overhead: float = 1.2
+    """Decode time of a batch mixing adapters (vLLM's punica kernels on every projection) relative
+    to the base model. Assumption."""
+    reset_s: float = 1.0
+    """A job's reset: a fresh adapter and its optimizer, no new DeepSpeed engine. Assumption."""
+    sync_s: float = 0.2
+    """Moving one adapter to vLLM per inner step. Assumption."""
+
+
+def train_seconds(shape: ModelShape, tokens: float, gpus: int, flags: dict, a: PhaseAssumptions = ASSUMED,
+                  forward_backward_flops: int = 6) -> float:
     """One optimizer step over `tokens` on `gpus` ranks, with the flags' checkpointing, reference
     and Adam offload."""
-    per_token = 6 + 2 + (2 if flags["actor.gradient_checkpointing_enable"] else 0) + (
+    per_token = forward_backward_flops + 2 + (2 if flags["actor.gradient_checkpointing_enable"] else 0) + (
         2 if flags["algo.kl.init_coef"] > 0 else 0)
     seconds = per_token * shape.params * tokens / (gpus * a.peak_tflops * 1e12 * a.train_mfu)
     if flags["ds.adam_offload"]:
@@ -106,14 +127,15 @@ def train_seconds(shape: ModelShape, tokens: float, gpus: int, flags: dict, a: P
 @dataclass(frozen=True)
 class StepTime:
     teacher_sampling_s: float
-    student_job_s: float
+    student_wave_s: float
     waves: int
+    jobs_per_worker: int  # jobs a worker runs at once (1: full fine-tuning; LoRA: in lockstep)
     teacher_update_s: float
     overlapped: bool
 
     @property
     def students_s(self) -> float:
-        return self.waves * self.student_job_s
+        return self.waves * self.student_wave_s
 
     @property
     def step_s(self) -> float:
@@ -122,32 +144,52 @@ class StepTime:
         return self.teacher_sampling_s + self.students_s + self.teacher_update_s
 
 
-def waves(cfg: SoarConfig) -> int:
-    """Rounds of g*r + 1 jobs (the +1 scores the baseline) over the student workers."""
-    return math.ceil((cfg.meta.g * cfg.meta.r + 1) / cfg.pools.student_workers)
+def jobs_per_step(cfg: SoarConfig) -> int:
+    """g*r inner jobs and one that scores the baseline on Q_R."""
+    return cfg.meta.g * cfg.meta.r + 1
+
+
+def waves(cfg: SoarConfig, jobs_per_worker: int = 1) -> int:
+    """Rounds of an outer step's jobs over the student workers."""
+    return math.ceil(jobs_per_step(cfg) / (cfg.pools.student_workers * jobs_per_worker))
+
+
+def student_wave_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, inner_steps: int, jobs: int,
+                         a: PhaseAssumptions = ASSUMED, lora: LoraProjection | None = None) -> float:
+    """One wave of a worker running `jobs` jobs at once (their rollouts in one engine's batch)."""
+    s = cfg.student
+    out = round(s.max_new_tokens * a.student_output_fraction)
+    rollouts = s.batch_prompts * s.group_size
+    flags = student_flags(cfg)
+    if lora is None:
+        decode_factor, reset_s, sync_s, fwd_bwd = 1.0, a.job_reset_s, a.weight_sync_s, 6
+        if flags["vllm.enable_sleep"]:
+            sync_s += a.sleep_wake_s
+    else:
+        decode_factor, reset_s, sync_s, fwd_bwd = lora.decode_overhead, lora.reset_s, lora.sync_s, \
+            lora.forward_backward_flops
+        flags = flags | {"ds.adam_offload": False}  # adapter states are tiny
+    inner = (decode_factor * decode_seconds(vllm, jobs * rollouts, out, a)
+             + jobs * (train_seconds(student, rollouts * (PROMPT_TOKENS + out), 1, flags, a, fwd_bwd) + sync_s))
+    return reset_s + inner_steps * inner + decode_factor * decode_seconds(vllm, jobs * cfg.data.q_r_size, out, a)
 
 
 def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher_vllm: VllmShare,
-              student_vllm: VllmShare, inner_steps: int, a: PhaseAssumptions = ASSUMED) -> StepTime:
-    meta, s, t = cfg.meta, cfg.student, cfg.teacher
+              student_vllm: VllmShare, inner_steps: int, a: PhaseAssumptions = ASSUMED,
+              lora: LoraProjection | None = None) -> StepTime:
+    meta, t = cfg.meta, cfg.teacher
     samples = math.ceil(meta.g * meta.n / a.teacher_valid_rate)
     teacher_out = round(t.max_new_tokens * a.teacher_output_fraction)
     engines = cfg.pools.teacher_vllm_engines
     sampling = decode_seconds(teacher_vllm, math.ceil(samples / engines), teacher_out, a)
-
-    student_out = round(s.max_new_tokens * a.student_output_fraction)
-    rollouts = s.batch_prompts * s.group_size
-    flags = student_flags(cfg)
-    inner = (decode_seconds(student_vllm, rollouts, student_out, a)
-             + train_seconds(student, rollouts * (PROMPT_TOKENS + student_out), 1, flags, a)
-             + a.weight_sync_s + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0))
-    job = a.job_reset_s + inner_steps * inner + decode_seconds(student_vllm, cfg.data.q_r_size, student_out, a)
-
-    update = train_seconds(teacher, meta.g * meta.n * (PROMPT_TOKENS + teacher_out), cfg.pools.teacher_gpus,
-                           teacher_flags(cfg), a) + a.weight_sync_s
-    if not meta.trains_teacher:
-        update = 0.0
-    return StepTime(sampling, job, waves(cfg), update, meta.async_)
+    # LoRA: one wave, every worker's jobs in lockstep on its shared engine.
+    jobs = 1 if lora is None else math.ceil(jobs_per_step(cfg) / cfg.pools.student_workers)
+    wave = student_wave_seconds(cfg, student, student_vllm, inner_steps, jobs, a, lora)
+    update = 0.0
+    if meta.trains_teacher:
+        update = train_seconds(teacher, meta.g * meta.n * (PROMPT_TOKENS + teacher_out), cfg.pools.teacher_gpus,
+                               teacher_flags(cfg), a) + a.weight_sync_s
+    return StepTime(sampling, wave, waves(cfg, jobs), jobs, update, meta.async_)
 
 
 def rlvr_step_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, a: PhaseAssumptions = ASSUMED) -> float:
@@ -183,8 +225,9 @@ class RunCost:
 
 
 def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, GpuMemory],
-             a: PhaseAssumptions = ASSUMED) -> RunCost:
-    """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches)."""
+             a: PhaseAssumptions = ASSUMED, lora: LoraProjection | None = None) -> RunCost:
+    """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches);
+    `lora`: project the student pool as LoRA adapters instead."""
     trainings = 1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
     rlvr_hours = 0.0
     if trainings:
@@ -193,7 +236,7 @@ def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, G
     if not cfg.meta.uses_teacher:
         return RunCost(None, None, 0.0, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
     steps = [step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm,
-                       inner, a)
+                       inner, a, lora)
              for inner in (cfg.student.inner_steps, cfg.student.inner_steps + cfg.student.extra_steps_after_promotion)]
     hours = [cfg.meta.outer_steps * step.step_s / 3600 for step in steps]
     return RunCost(steps[0], steps[1], hours[0], hours[1], trainings, rlvr_hours, cfg.pools.cluster_gpus)

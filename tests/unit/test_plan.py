@@ -15,7 +15,7 @@ import pytest
 from soar_orl import cli
 from soar_orl.config import load_config
 from soar_orl.plan import check_fits, plan_recipe, recipe_shapes, smallest_fix
-from soar_orl.plan.cost import waves
+from soar_orl.plan.cost import train_seconds, waves
 from soar_orl.plan.memory import (
     GIB,
     TrainerSetup,
@@ -168,3 +168,14 @@ def test_run_check_is_skipped_on_the_cpu_backend():
     assert check_fits(cfg, "cpu").startswith("memory check skipped")
     with pytest.raises(cli.ConfigError, match="REFUSED"):
         check_fits(cfg, "cuda")
+
+
+def test_lora_projection_trains_without_weight_gradients_and_batches_a_workers_jobs():
+    flags = {"actor.gradient_checkpointing_enable": True, "algo.kl.init_coef": 1e-3, "ds.adam_offload": False}
+    full, lora = (train_seconds(LLAMA_3B, 1e5, 1, flags, forward_backward_flops=f) for f in (6, 4))
+    assert lora / full == pytest.approx((4 + 2 + 2 + 2) / (6 + 2 + 2 + 2))
+    _, one_node = _plan("math_grounded_1node.yaml")
+    step, projected = one_node.cost.step, one_node.lora_cost.step
+    assert (step.waves, step.jobs_per_worker) == (3, 1)
+    assert (projected.waves, projected.jobs_per_worker) == (1, 3)  # 17 jobs over 6 workers at once
+    assert one_node.lora_cost.gpu_hours[0] < one_node.cost.gpu_hours[0]
