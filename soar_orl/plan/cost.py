@@ -20,6 +20,10 @@ named in `PhaseAssumptions`; nothing here has been measured on a GPU yet. The mo
   the students: step = max(sampling, students) + update; otherwise their sum.
 - GPU-hours count the whole cluster for the run's wall time (the pools hold their GPUs
   throughout), plus the RLVR trainings of evaluation.after_run (their evaluation is left out).
+- `LoraProjection`: the same with students as LoRA adapters (not implemented yet), changed only
+  where LoRA changes the work: 4 P instead of 6 P per token for forward + backward, a cheap reset
+  and sync, no Adam offload, and a worker's share of the step's jobs in one wave, their rollouts
+  in one batch of its engine (at the same vLLM share, so the KV cache still bounds that batch).
 """
 
 from __future__ import annotations

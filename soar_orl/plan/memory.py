@@ -155,11 +155,14 @@ def trainer_items(process: str, setup: TrainerSetup) -> list[Item]:
     return items
 
 
-def reference_items(process: str, shape: ModelShape, w: int, offload: bool) -> list[Item]:
-    """A frozen KL reference (weights only; its no-grad forward is smaller than the training peak)."""
+def reference_items(process: str, shape: ModelShape, w: int, offload: bool, shards: int = 1) -> list[Item]:
+    """A frozen KL reference: weights only (its no-grad forward runs micro batch by micro batch,
+    below the training peak). OpenRLHF's reference is ZeRO-3 (`shards` ranks) only when the actor
+    is, else replicated."""
     if offload:
         return [Item(process, "CUDA context (weights offloaded to the host)", PROCESS_OVERHEAD_GIB)]
-    return [Item(process, "weights", w * shape.params / GIB), Item(process, "CUDA context, buffers", PROCESS_OVERHEAD_GIB)]
+    return [Item(process, "weights" + (f" (ZeRO-3 over {shards})" if shards > 1 else ""), w * shape.params / shards / GIB),
+            Item(process, "CUDA context, buffers", PROCESS_OVERHEAD_GIB)]
 
 
 @dataclass(frozen=True)

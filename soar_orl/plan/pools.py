@@ -98,7 +98,8 @@ def _colocated(pool: str, cfg: SoarConfig, shape: ModelShape, flags: dict[str, A
     vllm = _vllm(cfg, shape, tensor_parallel, seq_len)
     items = trainer_items("actor", trainer)
     if flags["algo.kl.init_coef"] > 0:
-        items += reference_items("reference", shape, trainer.dtype_bytes, bool(flags["ref.offload"]))
+        items += reference_items("reference", shape, trainer.dtype_bytes, bool(flags["ref.offload"]),
+                                 world if trainer.zero_stage == 3 else 1)
     items += vllm.items("vLLM engine", vllm_sleeps)
     layout = f"{world} GPU{'s' if world > 1 else ''}, each: actor rank + reference rank + vLLM shard (tensor parallel {tensor_parallel})"
     return GpuMemory(pool, layout, world, cfg.pools.gpu_memory_gb, items, vllm, host_offload_bytes(trainer) / GIB)
