@@ -294,6 +294,8 @@ def _render_refusal(plan: RecipePlan) -> list[str]:
         lines.append(f"  options for the {pool.pool} (peak with each alone):")
         for label, override, peak, fits in single_option_peaks(cfg, plan.shapes, role):
             lines.append(f"    {label:<58} {peak:>6.1f} GiB {'fits' if fits else '    '}  {override}")
+        if role == "student":
+            lines.append("    more GPUs: no help per GPU (each student is one DeepSpeed rank); they add workers")
         if role != "teacher":
             lines.append(f"    {LORA_NOTE}")
     changes = fitting_changes(cfg, plan.shapes)
