@@ -46,7 +46,9 @@ class RecipePlan:
         return [problem for pool in self.pools.values() for problem in pool.problems()]
 
 
-def plan_recipe(cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: PhaseAssumptions = ASSUMED) -> RecipePlan:
+def plan_recipe(
+    cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: PhaseAssumptions = ASSUMED
+) -> RecipePlan:
     pools = plan_pools(cfg, shapes)
     lora = run_cost(cfg, shapes, pools, assumptions, LoraProjection()) if cfg.meta.uses_teacher else None
     return RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), lora)
@@ -55,6 +57,7 @@ def plan_recipe(cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: Pha
 def recipe_shapes(cfg: SoarConfig) -> dict[str, ModelShape]:
     """The architectures of the recipe's teacher and student (table, or the local folder; a
     builtin world model is resolved, i.e. copied from artifacts/ into the cache)."""
+
     def shape(name: str) -> ModelShape:
         try:
             return model_shape(name)
@@ -93,7 +96,9 @@ def format_changes(cfg: SoarConfig, changes: dict[str, Any]) -> str:
     for key, value in changes.items():
         section, _, rest = key.partition(".")
         if rest.startswith("openrlhf_args."):
-            passthrough.setdefault(section, dict(getattr(cfg, section).openrlhf_args))[rest.removeprefix("openrlhf_args.")] = value
+            passthrough.setdefault(section, dict(getattr(cfg, section).openrlhf_args))[
+                rest.removeprefix("openrlhf_args.")
+            ] = value
         else:
             words.append(f"{key}={_yaml(value)}")
     for section, flags in passthrough.items():
@@ -121,12 +126,19 @@ class Option:
 
 
 _SWITCHES = {  # role -> (label, the OpenRLHF flag it sets, the recipe key that sets it)
-    "teacher": [("gradient checkpointing", "actor.gradient_checkpointing_enable",
-                 "teacher.openrlhf_args.actor.gradient_checkpointing_enable"),
-                ("Adam offload", "ds.adam_offload", "teacher.openrlhf_args.ds.adam_offload")],
-    "student": [("gradient checkpointing", "actor.gradient_checkpointing_enable", "student.gradient_checkpointing"),
-                ("vLLM sleep while training", "vllm.enable_sleep", "student.vllm_sleep"),
-                ("Adam offload", "ds.adam_offload", "student.adam_offload")],
+    "teacher": [
+        (
+            "gradient checkpointing",
+            "actor.gradient_checkpointing_enable",
+            "teacher.openrlhf_args.actor.gradient_checkpointing_enable",
+        ),
+        ("Adam offload", "ds.adam_offload", "teacher.openrlhf_args.ds.adam_offload"),
+    ],
+    "student": [
+        ("gradient checkpointing", "actor.gradient_checkpointing_enable", "student.gradient_checkpointing"),
+        ("vLLM sleep while training", "vllm.enable_sleep", "student.vllm_sleep"),
+        ("Adam offload", "ds.adam_offload", "student.adam_offload"),
+    ],
 }
 _SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's settings
 
@@ -136,7 +148,11 @@ def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]
     flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
     switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
     if role == "teacher":
-        micro, rows, key = cfg.teacher.train_micro_batch_size, cfg.meta.g * cfg.meta.n, "teacher.train_micro_batch_size"
+        micro, rows, key = (
+            cfg.teacher.train_micro_batch_size,
+            cfg.meta.g * cfg.meta.n,
+            "teacher.train_micro_batch_size",
+        )
     else:
         student = cfg.student
         micro, rows = student.train_micro_batch_size, student.batch_prompts * student.group_size
@@ -173,19 +189,29 @@ def smallest_fix(cfg: SoarConfig, shapes: dict[str, ModelShape], role: str) -> d
     return None
 
 
-def single_option_peaks(cfg: SoarConfig, shapes: dict[str, ModelShape], role: str) -> list[tuple[str, str, float, bool]]:
+def single_option_peaks(
+    cfg: SoarConfig, shapes: dict[str, ModelShape], role: str
+) -> list[tuple[str, str, float, bool]]:
     """(label, override, peak GiB, fits) of each option alone, and of more GPUs / a bigger card."""
     switches, micros = pool_options(cfg, role)
     options = switches + micros[-1:]
     if role == "teacher":
         pools = cfg.pools
-        options.append(Option(f"teacher on {2 * pools.teacher_gpus} GPUs (ZeRO partitions the optimizer)",
-                              {"pools.teacher_gpus": 2 * pools.teacher_gpus,
-                               "pools.teacher_vllm_engines": 2 * pools.teacher_vllm_engines}))
+        options.append(
+            Option(
+                f"teacher on {2 * pools.teacher_gpus} GPUs (ZeRO partitions the optimizer)",
+                {
+                    "pools.teacher_gpus": 2 * pools.teacher_gpus,
+                    "pools.teacher_vllm_engines": 2 * pools.teacher_vllm_engines,
+                },
+            )
+        )
     if role == "rlvr" and 2 * rlvr_gpus(cfg) <= cfg.pools.cluster_gpus:
         options.append(Option(f"RLVR on {2 * rlvr_gpus(cfg)} GPUs", {"pools.rlvr_gpus": 2 * rlvr_gpus(cfg)}))
     if cfg.pools.gpu_memory_gb < BIGGER_CARD_GIB:
-        options.append(Option(f"{BIGGER_CARD_GIB:g} GiB cards (H200)", {"pools.gpu_memory_gb": BIGGER_CARD_GIB}))
+        options.append(
+            Option(f"{BIGGER_CARD_GIB:g} GiB cards (H200)", {"pools.gpu_memory_gb": BIGGER_CARD_GIB})
+        )
     rows = []
     for option in options:
         try:
@@ -200,7 +226,7 @@ def fitting_changes(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str,
     """One set of overrides under which every pool fits (pool by pool, each on top of the last),
     or None."""
     changes: dict[str, Any] = {}
-    for role, pool in plan_pools(cfg, shapes).items():
+    for role in plan_pools(cfg, shapes):
         current = apply_changes(cfg, changes)
         if plan_pools(current, shapes)[role].fits:
             continue
@@ -217,12 +243,16 @@ def fitting_changes(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str,
 def render(plan: RecipePlan, source: str) -> str:
     cfg, lines = plan.cfg, []
     pools = cfg.pools
-    lines.append(f"plan of {source}: {pools.num_nodes} node(s) x {pools.gpus_per_node} GPUs of "
-                 f"pools.gpu_memory_gb = {pools.gpu_memory_gb:g} GiB, {cfg.model.dtype}")
+    lines.append(
+        f"plan of {source}: {pools.num_nodes} node(s) x {pools.gpus_per_node} GPUs of "
+        f"pools.gpu_memory_gb = {pools.gpu_memory_gb:g} GiB, {cfg.model.dtype}"
+    )
     for role, shape in plan.shapes.items():
         name = getattr(cfg.model, role)
-        lines.append(f"  {role}: {name} ({_count(shape.params)} parameters, {shape.layers} layers, hidden "
-                     f"{shape.hidden}, vocab {shape.vocab})")
+        lines.append(
+            f"  {role}: {name} ({_count(shape.params)} parameters, {shape.layers} layers, hidden "
+            f"{shape.hidden}, vocab {shape.vocab})"
+        )
     for pool in plan.pools.values():
         lines += ["", f"{pool.pool}: {pool.layout}", f"  {'process':<17} {'component':<68} {'GiB':>6}  held"]
         for item in pool.items:
@@ -233,12 +263,16 @@ def render(plan: RecipePlan, source: str) -> str:
         lines.append(f"  per GPU: {totals} GiB; peak {pool.peak:.1f} of {pool.card_gib:g} GiB: {verdict}")
         if pool.vllm is not None:
             v = pool.vllm
-            lines.append(f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f} + runtime "
-                         f"{v.share_gib - v.weights_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
-                         f"{v.concurrent_sequences} sequences of {v.sequence_tokens} at once")
+            lines.append(
+                f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f} + runtime "
+                f"{v.share_gib - v.weights_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
+                f"{v.concurrent_sequences} sequences of {v.sequence_tokens} at once"
+            )
         if pool.host_gib_per_gpu:
-            lines.append(f"  host memory for Adam offload: {pool.host_gib_per_gpu:.0f} GiB per GPU, "
-                         f"{pool.host_gib_per_gpu * min(pool.gpus, pools.gpus_per_node):.0f} GiB per node")
+            lines.append(
+                f"  host memory for Adam offload: {pool.host_gib_per_gpu:.0f} GiB per GPU, "
+                f"{pool.host_gib_per_gpu * min(pool.gpus, pools.gpus_per_node):.0f} GiB per node"
+            )
         lines += [f"  note: {note}" for note in pool.notes]
     lines += ["", *_render_cost(plan)]
     if plan.fits:
@@ -255,26 +289,43 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         step, meta = cost.step, cfg.meta
         jobs = meta.g * meta.r + 1
         lines += [
-            f"  waves per outer step: {jobs} jobs (g*r = {meta.g * meta.r} + the baseline) over "
-            f"{cfg.pools.student_workers} student workers = {step.waves}",
-            f"  teacher sampling {step.teacher_sampling_s:.0f} s, student job {step.student_wave_s:.0f} s x "
-            f"{step.waves} wave(s) = {step.students_s:.0f} s, teacher update {step.teacher_update_s:.0f} s",
-            f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'}), "
-            f"{cost.step_after_promotion.step_s:.0f} s with the {cfg.student.extra_steps_after_promotion} extra inner "
-            f"steps after a promotion; {meta.outer_steps} outer steps: {cost.soar_hours:.1f}-{cost.soar_hours_promoted:.1f} h",
+            (
+                f"  waves per outer step: {jobs} jobs (g*r = {meta.g * meta.r} + the baseline) over "
+                f"{cfg.pools.student_workers} student workers = {step.waves}"
+            ),
+            (
+                f"  teacher sampling {step.teacher_sampling_s:.0f} s, student job {step.student_wave_s:.0f} s x "
+                f"{step.waves} wave(s) = {step.students_s:.0f} s, teacher update {step.teacher_update_s:.0f} s"
+            ),
+            (
+                f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'}), "
+                f"{cost.step_after_promotion.step_s:.0f} s with the {cfg.student.extra_steps_after_promotion} extra inner "
+                f"steps after a promotion; {meta.outer_steps} outer steps: {cost.soar_hours:.1f}-{cost.soar_hours_promoted:.1f} h"
+            ),
         ]
     if cost.rlvr_trainings:
-        lines.append(f"  RLVR: {cost.rlvr_trainings} training(s) of {cfg.meta.rlvr_steps} steps on {rlvr_gpus(cfg)} GPUs: "
-                     f"{cost.rlvr_hours:.1f} h (their evaluation not counted)")
-    paper = (f" (paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})"
-             if cfg.meta.uses_teacher and cfg.data.task == "math" else "")
+        lines.append(
+            f"  RLVR: {cost.rlvr_trainings} training(s) of {cfg.meta.rlvr_steps} steps on {rlvr_gpus(cfg)} GPUs: "
+            f"{cost.rlvr_hours:.1f} h (their evaluation not counted)"
+        )
+    paper = (
+        f" (paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})"
+        if cfg.meta.uses_teacher and cfg.data.task == "math"
+        else ""
+    )
     lines.append(f"  total {_hours(cost)}{paper}")
     if plan.lora_cost is not None:
         lora = plan.lora_cost
-        lines += [f"  projection with LoRA students (NOT IMPLEMENTED: the LoRA-students issue; assumptions in "
-                  f"cost.LoraProjection):",
-                  f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
-                  f"{lora.step.step_s:.0f} s; total {_hours(lora)}"]
+        lines += [
+            (
+                "  projection with LoRA students (NOT IMPLEMENTED: the LoRA-students issue; assumptions in "
+                "cost.LoraProjection):"
+            ),
+            (
+                f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
+                f"{lora.step.step_s:.0f} s; total {_hours(lora)}"
+            ),
+        ]
     return lines
 
 
@@ -295,15 +346,19 @@ def _render_refusal(plan: RecipePlan) -> list[str]:
         for label, override, peak, fits in single_option_peaks(cfg, plan.shapes, role):
             lines.append(f"    {label:<58} {peak:>6.1f} GiB {'fits' if fits else '    '}  {override}")
         if role == "student":
-            lines.append("    more GPUs: no help per GPU (each student is one DeepSpeed rank); they add workers")
+            lines.append(
+                "    more GPUs: no help per GPU (each student is one DeepSpeed rank); they add workers"
+            )
         if role != "teacher":
             lines.append(f"    {LORA_NOTE}")
     changes = fitting_changes(cfg, plan.shapes)
     if changes:
         lines.append(f"  fits with: {format_changes(cfg, changes)}")
     else:
-        lines.append("  no combination of these switches and micro batches fits: use more GPUs per pool, a bigger "
-                     "card, or a smaller model")
+        lines.append(
+            "  no combination of these switches and micro batches fits: use more GPUs per pool, a bigger "
+            "card, or a smaller model"
+        )
     return lines
 
 

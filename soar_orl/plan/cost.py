@@ -80,7 +80,9 @@ class PhaseAssumptions:
 ASSUMED = PhaseAssumptions()
 
 
-def decode_seconds(vllm: VllmShare, sequences: int, output_tokens: int, a: PhaseAssumptions = ASSUMED) -> float:
+def decode_seconds(
+    vllm: VllmShare, sequences: int, output_tokens: int, a: PhaseAssumptions = ASSUMED
+) -> float:
     """Seconds for one engine to generate `output_tokens` for each of `sequences`."""
     if sequences <= 0:
         return 0.0
@@ -115,12 +117,22 @@ class LoraProjection:
     """Moving one adapter to vLLM per inner step. Assumption."""
 
 
-def train_seconds(shape: ModelShape, tokens: float, gpus: int, flags: dict, a: PhaseAssumptions = ASSUMED,
-                  forward_backward_flops: int = 6) -> float:
+def train_seconds(
+    shape: ModelShape,
+    tokens: float,
+    gpus: int,
+    flags: dict,
+    a: PhaseAssumptions = ASSUMED,
+    forward_backward_flops: int = 6,
+) -> float:
     """One optimizer step over `tokens` on `gpus` ranks, with the flags' checkpointing, reference
     and Adam offload."""
-    per_token = forward_backward_flops + 2 + (2 if flags["actor.gradient_checkpointing_enable"] else 0) + (
-        2 if flags["algo.kl.init_coef"] > 0 else 0)
+    per_token = (
+        forward_backward_flops
+        + 2
+        + (2 if flags["actor.gradient_checkpointing_enable"] else 0)
+        + (2 if flags["algo.kl.init_coef"] > 0 else 0)
+    )
     seconds = per_token * shape.params * tokens / (gpus * a.peak_tflops * 1e12 * a.train_mfu)
     if flags["ds.adam_offload"]:
         partition = shape.params / gpus
@@ -158,8 +170,15 @@ def waves(cfg: SoarConfig, jobs_per_worker: int = 1) -> int:
     return math.ceil(jobs_per_step(cfg) / (cfg.pools.student_workers * jobs_per_worker))
 
 
-def student_wave_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, inner_steps: int, jobs: int,
-                         a: PhaseAssumptions = ASSUMED, lora: LoraProjection | None = None) -> float:
+def student_wave_seconds(
+    cfg: SoarConfig,
+    student: ModelShape,
+    vllm: VllmShare,
+    inner_steps: int,
+    jobs: int,
+    a: PhaseAssumptions = ASSUMED,
+    lora: LoraProjection | None = None,
+) -> float:
     """One wave of a worker running `jobs` jobs at once (their rollouts in one engine's batch)."""
     s = cfg.student
     out = round(s.max_new_tokens * a.student_output_fraction)
@@ -170,17 +189,31 @@ def student_wave_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, 
         if flags["vllm.enable_sleep"]:
             sync_s += a.sleep_wake_s
     else:
-        decode_factor, reset_s, sync_s, fwd_bwd = lora.decode_overhead, lora.reset_s, lora.sync_s, \
-            lora.forward_backward_flops
+        decode_factor, reset_s, sync_s, fwd_bwd = (
+            lora.decode_overhead,
+            lora.reset_s,
+            lora.sync_s,
+            lora.forward_backward_flops,
+        )
         flags = flags | {"ds.adam_offload": False}  # adapter states are tiny
-    inner = (decode_factor * decode_seconds(vllm, jobs * rollouts, out, a)
-             + jobs * (train_seconds(student, rollouts * (PROMPT_TOKENS + out), 1, flags, a, fwd_bwd) + sync_s))
-    return reset_s + inner_steps * inner + decode_factor * decode_seconds(vllm, jobs * cfg.data.q_r_size, out, a)
+    inner = decode_factor * decode_seconds(vllm, jobs * rollouts, out, a) + jobs * (
+        train_seconds(student, rollouts * (PROMPT_TOKENS + out), 1, flags, a, fwd_bwd) + sync_s
+    )
+    return (
+        reset_s + inner_steps * inner + decode_factor * decode_seconds(vllm, jobs * cfg.data.q_r_size, out, a)
+    )
 
 
-def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher_vllm: VllmShare,
-              student_vllm: VllmShare, inner_steps: int, a: PhaseAssumptions = ASSUMED,
-              lora: LoraProjection | None = None) -> StepTime:
+def step_time(
+    cfg: SoarConfig,
+    teacher: ModelShape,
+    student: ModelShape,
+    teacher_vllm: VllmShare,
+    student_vllm: VllmShare,
+    inner_steps: int,
+    a: PhaseAssumptions = ASSUMED,
+    lora: LoraProjection | None = None,
+) -> StepTime:
     meta, t = cfg.meta, cfg.teacher
     samples = math.ceil(meta.g * meta.n / a.teacher_valid_rate)
     teacher_out = round(t.max_new_tokens * a.teacher_output_fraction)
@@ -191,21 +224,34 @@ def step_time(cfg: SoarConfig, teacher: ModelShape, student: ModelShape, teacher
     wave = student_wave_seconds(cfg, student, student_vllm, inner_steps, jobs, a, lora)
     update = 0.0
     if meta.trains_teacher:
-        update = train_seconds(teacher, meta.g * meta.n * (PROMPT_TOKENS + teacher_out), cfg.pools.teacher_gpus,
-                               teacher_flags(cfg), a) + a.weight_sync_s
+        update = (
+            train_seconds(
+                teacher,
+                meta.g * meta.n * (PROMPT_TOKENS + teacher_out),
+                cfg.pools.teacher_gpus,
+                teacher_flags(cfg),
+                a,
+            )
+            + a.weight_sync_s
+        )
     return StepTime(sampling, wave, waves(cfg, jobs), jobs, update, meta.async_)
 
 
-def rlvr_step_seconds(cfg: SoarConfig, student: ModelShape, vllm: VllmShare, a: PhaseAssumptions = ASSUMED) -> float:
+def rlvr_step_seconds(
+    cfg: SoarConfig, student: ModelShape, vllm: VllmShare, a: PhaseAssumptions = ASSUMED
+) -> float:
     """One RLVR step: batch_prompts x group_size rollouts over the engines, one optimizer step."""
     s, gpus = cfg.student, rlvr_gpus(cfg)
     engines = gpus // cfg.pools.gpus_per_student_worker
     out = round(s.max_new_tokens * a.student_output_fraction)
     rollouts = s.batch_prompts * s.group_size
     flags = student_flags(cfg)
-    return (decode_seconds(vllm, math.ceil(rollouts / engines), out, a)
-            + train_seconds(student, rollouts * (PROMPT_TOKENS + out), gpus, flags, a)
-            + a.weight_sync_s + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0))
+    return (
+        decode_seconds(vllm, math.ceil(rollouts / engines), out, a)
+        + train_seconds(student, rollouts * (PROMPT_TOKENS + out), gpus, flags, a)
+        + a.weight_sync_s
+        + (a.sleep_wake_s if flags["vllm.enable_sleep"] else 0.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -228,19 +274,39 @@ class RunCost:
         return self.hours[0] * self.cluster_gpus, self.hours[1] * self.cluster_gpus
 
 
-def run_cost(cfg: SoarConfig, shapes: dict[str, ModelShape], memory: dict[str, GpuMemory],
-             a: PhaseAssumptions = ASSUMED, lora: LoraProjection | None = None) -> RunCost:
+def run_cost(
+    cfg: SoarConfig,
+    shapes: dict[str, ModelShape],
+    memory: dict[str, GpuMemory],
+    a: PhaseAssumptions = ASSUMED,
+    lora: LoraProjection | None = None,
+) -> RunCost:
     """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches);
     `lora`: project the student pool as LoRA adapters instead."""
-    trainings = 1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
+    trainings = (
+        1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
+    )
     rlvr_hours = 0.0
     if trainings:
         step_s = rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a)
         rlvr_hours = trainings * cfg.meta.rlvr_steps * step_s / 3600
     if not cfg.meta.uses_teacher:
         return RunCost(None, None, 0.0, 0.0, trainings, rlvr_hours, cfg.pools.cluster_gpus)
-    steps = [step_time(cfg, shapes["teacher"], shapes["student"], memory["teacher"].vllm, memory["student"].vllm,
-                       inner, a, lora)
-             for inner in (cfg.student.inner_steps, cfg.student.inner_steps + cfg.student.extra_steps_after_promotion)]
+    steps = [
+        step_time(
+            cfg,
+            shapes["teacher"],
+            shapes["student"],
+            memory["teacher"].vllm,
+            memory["student"].vllm,
+            inner,
+            a,
+            lora,
+        )
+        for inner in (
+            cfg.student.inner_steps,
+            cfg.student.inner_steps + cfg.student.extra_steps_after_promotion,
+        )
+    ]
     hours = [cfg.meta.outer_steps * step.step_s / 3600 for step in steps]
     return RunCost(steps[0], steps[1], hours[0], hours[1], trainings, rlvr_hours, cfg.pools.cluster_gpus)

@@ -147,10 +147,19 @@ def activation_bytes(setup: TrainerSetup) -> float:
 
 def trainer_items(process: str, setup: TrainerSetup) -> list[Item]:
     zero = f"ZeRO-{setup.zero_stage} over {setup.world}"
-    items = [Item(process, f"{name} ({zero})", size / GIB, phases) for name, (size, phases) in model_states(setup).items()]
+    items = [
+        Item(process, f"{name} ({zero})", size / GIB, phases)
+        for name, (size, phases) in model_states(setup).items()
+    ]
     checkpointing = "gradient checkpointing" if setup.gradient_checkpointing else "no checkpointing"
-    items.append(Item(process, f"activations (micro batch {setup.micro_batch} x {setup.seq_len} tokens, {checkpointing})",
-                      activation_bytes(setup) / GIB, ("train",)))
+    items.append(
+        Item(
+            process,
+            f"activations (micro batch {setup.micro_batch} x {setup.seq_len} tokens, {checkpointing})",
+            activation_bytes(setup) / GIB,
+            ("train",),
+        )
+    )
     items.append(Item(process, "CUDA context, buffers", PROCESS_OVERHEAD_GIB))
     return items
 
@@ -161,8 +170,14 @@ def reference_items(process: str, shape: ModelShape, w: int, offload: bool, shar
     is, else replicated."""
     if offload:
         return [Item(process, "CUDA context (weights offloaded to the host)", PROCESS_OVERHEAD_GIB)]
-    return [Item(process, "weights" + (f" (ZeRO-3 over {shards})" if shards > 1 else ""), w * shape.params / shards / GIB),
-            Item(process, "CUDA context, buffers", PROCESS_OVERHEAD_GIB)]
+    return [
+        Item(
+            process,
+            "weights" + (f" (ZeRO-3 over {shards})" if shards > 1 else ""),
+            w * shape.params / shards / GIB,
+        ),
+        Item(process, "CUDA context, buffers", PROCESS_OVERHEAD_GIB),
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,7 +201,9 @@ class VllmShare:
 
     @property
     def kv_tokens(self) -> int:
-        per_token = self.shape.kv_bytes_per_token(self.dtype_bytes) / min(self.tensor_parallel, self.shape.kv_heads)
+        per_token = self.shape.kv_bytes_per_token(self.dtype_bytes) / min(
+            self.tensor_parallel, self.shape.kv_heads
+        )
         return max(0, int(self.kv_gib * GIB / per_token))
 
     @property
@@ -202,8 +219,10 @@ class VllmShare:
         label = f"pre-allocated share ({self.share_gib:.1f} GiB)"
         if not sleeps_while_training:
             return [Item(process, label, self.share_gib)]
-        return [Item(process, label, self.share_gib, ("generate",)),
-                Item(process, "asleep while training (level 1)", VLLM_ASLEEP_GIB, ("train",))]
+        return [
+            Item(process, label, self.share_gib, ("generate",)),
+            Item(process, "asleep while training (level 1)", VLLM_ASLEEP_GIB, ("train",)),
+        ]
 
 
 @dataclass
@@ -237,11 +256,15 @@ class GpuMemory:
     def problems(self) -> list[str]:
         found = []
         if self.peak > self.card_gib:
-            found.append(f"{self.pool}: peak {self.peak:.1f} GiB ({self.peak_phase}) exceeds pools.gpu_memory_gb "
-                         f"= {self.card_gib:g} GiB per GPU")
+            found.append(
+                f"{self.pool}: peak {self.peak:.1f} GiB ({self.peak_phase}) exceeds pools.gpu_memory_gb "
+                f"= {self.card_gib:g} GiB per GPU"
+            )
         if self.vllm is not None and not self.vllm.starts:
-            found.append(f"{self.pool}: vLLM's share of {self.vllm.share_gib:.1f} GiB (pools.vllm_gpu_memory_utilization"
-                         f" x the card) leaves {self.vllm.kv_gib:.1f} GiB of KV cache after weights "
-                         f"{self.vllm.weights_gib:.1f} + runtime {VLLM_RUNTIME_GIB:g} GiB: not one sequence of "
-                         f"max_model_len {self.vllm.max_model_len} tokens, so vLLM refuses to start")
+            found.append(
+                f"{self.pool}: vLLM's share of {self.vllm.share_gib:.1f} GiB (pools.vllm_gpu_memory_utilization"
+                f" x the card) leaves {self.vllm.kv_gib:.1f} GiB of KV cache after weights "
+                f"{self.vllm.weights_gib:.1f} + runtime {VLLM_RUNTIME_GIB:g} GiB: not one sequence of "
+                f"max_model_len {self.vllm.max_model_len} tokens, so vLLM refuses to start"
+            )
         return found

@@ -20,7 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from soar_orl.config import SoarConfig
-from soar_orl.plan.memory import GIB, GpuMemory, TrainerSetup, VllmShare, host_offload_bytes, reference_items, trainer_items
+from soar_orl.plan.memory import (
+    GIB,
+    GpuMemory,
+    TrainerSetup,
+    VllmShare,
+    host_offload_bytes,
+    reference_items,
+    trainer_items,
+)
 from soar_orl.plan.shapes import ModelShape
 
 PROMPT_TOKENS = 256
@@ -74,10 +82,16 @@ def sequence_tokens(cfg: SoarConfig, max_new_tokens: int) -> int:
     return min(cfg.model.max_model_len, PROMPT_TOKENS + max_new_tokens)
 
 
-def _trainer(flags: dict[str, Any], shape: ModelShape, cfg: SoarConfig, world: int, seq_len: int) -> TrainerSetup:
+def _trainer(
+    flags: dict[str, Any], shape: ModelShape, cfg: SoarConfig, world: int, seq_len: int
+) -> TrainerSetup:
     return TrainerSetup(
-        shape=shape, dtype_bytes=DTYPE_BYTES[cfg.model.dtype], zero_stage=int(flags["ds.zero_stage"]), world=world,
-        micro_batch=int(flags["train.micro_batch_size"]), seq_len=seq_len,
+        shape=shape,
+        dtype_bytes=DTYPE_BYTES[cfg.model.dtype],
+        zero_stage=int(flags["ds.zero_stage"]),
+        world=world,
+        micro_batch=int(flags["train.micro_batch_size"]),
+        seq_len=seq_len,
         gradient_checkpointing=bool(flags["actor.gradient_checkpointing_enable"]),
         adam_offload=bool(flags["ds.adam_offload"]),
         states_offload_while_generating=bool(flags.get("ds.enable_sleep", False)),
@@ -86,30 +100,59 @@ def _trainer(flags: dict[str, Any], shape: ModelShape, cfg: SoarConfig, world: i
 
 def _vllm(cfg: SoarConfig, shape: ModelShape, tensor_parallel: int, seq_len: int) -> VllmShare:
     pools = cfg.pools
-    return VllmShare(shape, DTYPE_BYTES[cfg.model.dtype], pools.vllm_gpu_memory_utilization * pools.gpu_memory_gb,
-                     tensor_parallel, cfg.model.max_model_len, seq_len)
+    return VllmShare(
+        shape,
+        DTYPE_BYTES[cfg.model.dtype],
+        pools.vllm_gpu_memory_utilization * pools.gpu_memory_gb,
+        tensor_parallel,
+        cfg.model.max_model_len,
+        seq_len,
+    )
 
 
-def _colocated(pool: str, cfg: SoarConfig, shape: ModelShape, flags: dict[str, Any], world: int, tensor_parallel: int,
-               max_new_tokens: int, vllm_sleeps: bool) -> GpuMemory:
+def _colocated(
+    pool: str,
+    cfg: SoarConfig,
+    shape: ModelShape,
+    flags: dict[str, Any],
+    world: int,
+    tensor_parallel: int,
+    max_new_tokens: int,
+    vllm_sleeps: bool,
+) -> GpuMemory:
     """An OpenRLHF colocate_all pool: actor rank + reference rank + vLLM shard on every GPU."""
     seq_len = sequence_tokens(cfg, max_new_tokens)
     trainer = _trainer(flags, shape, cfg, world, seq_len)
     vllm = _vllm(cfg, shape, tensor_parallel, seq_len)
     items = trainer_items("actor", trainer)
     if flags["algo.kl.init_coef"] > 0:
-        items += reference_items("reference", shape, trainer.dtype_bytes, bool(flags["ref.offload"]),
-                                 world if trainer.zero_stage == 3 else 1)
+        items += reference_items(
+            "reference",
+            shape,
+            trainer.dtype_bytes,
+            bool(flags["ref.offload"]),
+            world if trainer.zero_stage == 3 else 1,
+        )
     items += vllm.items("vLLM engine", vllm_sleeps)
     layout = f"{world} GPU{'s' if world > 1 else ''}, each: actor rank + reference rank + vLLM shard (tensor parallel {tensor_parallel})"
-    return GpuMemory(pool, layout, world, cfg.pools.gpu_memory_gb, items, vllm, host_offload_bytes(trainer) / GIB)
+    return GpuMemory(
+        pool, layout, world, cfg.pools.gpu_memory_gb, items, vllm, host_offload_bytes(trainer) / GIB
+    )
 
 
 def teacher_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     pools = cfg.pools
     tensor_parallel = max(1, pools.teacher_gpus // pools.teacher_vllm_engines)
-    return _colocated("teacher pool", cfg, shape, teacher_flags(cfg), pools.teacher_gpus, tensor_parallel,
-                      cfg.teacher.max_new_tokens, vllm_sleeps=False)
+    return _colocated(
+        "teacher pool",
+        cfg,
+        shape,
+        teacher_flags(cfg),
+        pools.teacher_gpus,
+        tensor_parallel,
+        cfg.teacher.max_new_tokens,
+        vllm_sleeps=False,
+    )
 
 
 def student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
@@ -121,19 +164,36 @@ def student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     if flags["algo.kl.init_coef"] > 0:
         items += reference_items("KL reference", shape, trainer.dtype_bytes, bool(flags["ref.offload"]))
     items += vllm.items("vLLM engine", bool(flags["vllm.enable_sleep"]))
-    memory = GpuMemory("student pool", f"{pools.student_workers} workers, each on one GPU: trainer (world size 1) + "
-                       "KL reference + vLLM engine", pools.student_workers, pools.gpu_memory_gb, items, vllm,
-                       host_offload_bytes(trainer) / GIB)
+    memory = GpuMemory(
+        "student pool",
+        f"{pools.student_workers} workers, each on one GPU: trainer (world size 1) + "
+        "KL reference + vLLM engine",
+        pools.student_workers,
+        pools.gpu_memory_gb,
+        items,
+        vllm,
+        host_offload_bytes(trainer) / GIB,
+    )
     if pools.gpus_per_student_worker > 1:
-        memory.notes.append(f"pools.gpus_per_student_worker = {pools.gpus_per_student_worker}: the student is one "
-                            "rank and its engine has no tensor parallelism, so each worker's other GPUs stay idle")
+        memory.notes.append(
+            f"pools.gpus_per_student_worker = {pools.gpus_per_student_worker}: the student is one "
+            "rank and its engine has no tensor parallelism, so each worker's other GPUs stay idle"
+        )
     return memory
 
 
 def rlvr_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     flags = student_flags(cfg)
-    return _colocated("RLVR", cfg, shape, flags, rlvr_gpus(cfg), cfg.pools.gpus_per_student_worker,
-                      cfg.student.max_new_tokens, vllm_sleeps=bool(flags["vllm.enable_sleep"]))
+    return _colocated(
+        "RLVR",
+        cfg,
+        shape,
+        flags,
+        rlvr_gpus(cfg),
+        cfg.pools.gpus_per_student_worker,
+        cfg.student.max_new_tokens,
+        vllm_sleeps=bool(flags["vllm.enable_sleep"]),
+    )
 
 
 def plan_pools(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str, GpuMemory]:

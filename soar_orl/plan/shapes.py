@@ -71,9 +71,15 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     "meta-llama/Llama-3.2-1B-Instruct": ModelShape(2048, 16, 32, 8, 8192, _LLAMA_3_VOCAB, True, head_dim=64),
     "meta-llama/Llama-3.2-3B-Instruct": ModelShape(3072, 28, 24, 8, 8192, _LLAMA_3_VOCAB, True, head_dim=128),
     "meta-llama/Llama-3.1-8B-Instruct": ModelShape(4096, 32, 32, 8, 14336, _LLAMA_3_VOCAB, False),
-    "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(896, 24, 14, 2, 4864, _QWEN_2_5_VOCAB, True, attention_bias=True),
-    "Qwen/Qwen2.5-1.5B-Instruct": ModelShape(1536, 28, 12, 2, 8960, _QWEN_2_5_VOCAB, True, attention_bias=True),
-    "Qwen/Qwen2.5-3B-Instruct": ModelShape(2048, 36, 16, 2, 11008, _QWEN_2_5_VOCAB, True, attention_bias=True),
+    "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(
+        896, 24, 14, 2, 4864, _QWEN_2_5_VOCAB, True, attention_bias=True
+    ),
+    "Qwen/Qwen2.5-1.5B-Instruct": ModelShape(
+        1536, 28, 12, 2, 8960, _QWEN_2_5_VOCAB, True, attention_bias=True
+    ),
+    "Qwen/Qwen2.5-3B-Instruct": ModelShape(
+        2048, 36, 16, 2, 11008, _QWEN_2_5_VOCAB, True, attention_bias=True
+    ),
     "Qwen/Qwen2.5-7B-Instruct": ModelShape(3584, 28, 28, 4, 18944, 152064, False, attention_bias=True),
     # builtin:smollm2 (soar_orl/pretrained.py) is HuggingFaceTB/SmolLM2-135M-Instruct.
     "HuggingFaceTB/SmolLM2-135M-Instruct": ModelShape(576, 30, 9, 3, 1536, 49152, True),

@@ -60,7 +60,9 @@ def test_parameter_count_matches_a_real_checkpoint():
 
 
 def _setup(world: int, **kw) -> TrainerSetup:
-    return TrainerSetup(LLAMA_3B, dtype_bytes=2, zero_stage=2, world=world, micro_batch=16, seq_len=1280, **kw)
+    return TrainerSetup(
+        LLAMA_3B, dtype_bytes=2, zero_stage=2, world=world, micro_batch=16, seq_len=1280, **kw
+    )
 
 
 @pytest.mark.parametrize("world", [1, 2, 8, 24])
@@ -91,7 +93,11 @@ def test_activations_follow_the_per_tensor_count():
     # Per token and layer for HF Llama in bf16: two RMSNorms (fp32 input + bf16 output, 6h each),
     # q/k/v input, q, k, v, attention output, MLP input (2 bytes each), four SwiGLU tensors of I.
     h, kv, inter = 3072, 8 * 128, 8192
-    assert layer_activation_bytes_per_token(LLAMA_3B, 2) == 2 * 6 * h + 2 * (4 * h + 2 * kv + 4 * inter) == 131_072
+    assert (
+        layer_activation_bytes_per_token(LLAMA_3B, 2)
+        == 2 * 6 * h + 2 * (4 * h + 2 * kv + 4 * inter)
+        == 131_072
+    )
     tokens = 16 * 1280
     head = 6 * h + 10 * 128_256  # final norm + bf16 logits, fp32 copy, fp32 gradient
     assert activation_bytes(_setup(1)) == tokens * (28 * 131_072 + head)
@@ -102,7 +108,9 @@ def test_activations_follow_the_per_tensor_count():
 
 
 def test_vllm_share_holds_weights_runtime_and_at_least_one_sequence():
-    share = VllmShare(LLAMA_3B, 2, share_gib=0.35 * 80, tensor_parallel=1, max_model_len=2048, sequence_tokens=1280)
+    share = VllmShare(
+        LLAMA_3B, 2, share_gib=0.35 * 80, tensor_parallel=1, max_model_len=2048, sequence_tokens=1280
+    )
     assert LLAMA_3B.kv_bytes_per_token(2) == 2 * 28 * 8 * 128 * 2
     assert share.kv_tokens == int((28.0 - share.weights_gib - 2.0) * GIB / 114_688)
     assert share.starts and share.concurrent_sequences == share.kv_tokens // 1280
@@ -129,15 +137,21 @@ def test_paper_recipe_without_adam_offload_is_refused_with_the_options(capsys):
 
 
 def test_one_node_teacher_needs_its_offload():
-    cfg, plan = _plan("math_grounded_1node.yaml", "teacher.openrlhf_args={actor.gradient_checkpointing_enable: true}")
+    cfg, plan = _plan(
+        "math_grounded_1node.yaml", "teacher.openrlhf_args={actor.gradient_checkpointing_enable: true}"
+    )
     assert not plan.pools["teacher"].fits and plan.pools["student"].fits
     assert smallest_fix(cfg, plan.shapes, "teacher") == {"teacher.openrlhf_args.ds.adam_offload": True}
 
 
 def test_student_pool_fix_prefers_fewest_changes_and_cheapest_switches():
-    cfg, plan = _plan("math_grounded.yaml", "student.gradient_checkpointing=false", "student.adam_offload=false")
-    assert smallest_fix(cfg, plan.shapes, "student") == {"student.gradient_checkpointing": True,
-                                                         "student.adam_offload": True}
+    cfg, plan = _plan(
+        "math_grounded.yaml", "student.gradient_checkpointing=false", "student.adam_offload=false"
+    )
+    assert smallest_fix(cfg, plan.shapes, "student") == {
+        "student.gradient_checkpointing": True,
+        "student.adam_offload": True,
+    }
 
 
 def test_waves_count_the_baseline_job():
