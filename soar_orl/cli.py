@@ -1,7 +1,8 @@
 """The `soar` command line. `run.sh` sets up the environment and calls it.
 
     soar config RECIPE [key.sub=value ...]   print the resolved, validated config
-    soar run RECIPE [key.sub=value ...]      run a recipe
+    soar run RECIPE [key.sub=value ...]      run a recipe (refused first if it cannot fit its GPUs)
+    soar plan RECIPE [key.sub=value ...]     memory per GPU and process, fit or the options, time
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
     soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
@@ -35,9 +36,29 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from soar_orl.plan import plan_recipe, recipe_shapes, render
+    from soar_orl.plan.shapes import UnknownModelShape
+
+    cfg = load_config(args.recipe, args.overrides)
+    try:
+        shapes = recipe_shapes(cfg)
+    except UnknownModelShape as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    plan = plan_recipe(cfg, shapes)
+    print(render(plan, args.recipe))
+    return 0 if plan.fits else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from soar_orl.backend import resolve_backend
+    from soar_orl.plan import check_fits
+
     cfg = load_config(args.recipe, args.overrides)
     logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Before anything starts: a recipe that cannot fit its GPUs would fail hours in (RecipeDoesNotFit).
+    logging.getLogger("soar").info(check_fits(cfg, resolve_backend(cfg.backend)))
     if cfg.meta.uses_teacher:
         from soar_orl.meta.loop import run_soar as run_recipe
     else:
@@ -220,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_text in [
         ("config", cmd_config, "print the resolved, validated config of a recipe"),
         ("run", cmd_run, "run a recipe"),
+        ("plan", cmd_plan, "memory per GPU of every pool, fit or refusal with the options, projected time"),
     ]:
         sub = commands.add_parser(name, help=help_text)
         _add_recipe_args(sub)

@@ -141,6 +141,18 @@ class StudentConfig(_Section):
     """Longest student response."""
     train_micro_batch_size: int = Field(16, ge=1)
     """Micro batch of the student's policy update."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer in the backward pass instead of keeping its activations
+    (OpenRLHF `actor.gradient_checkpointing_enable`), for the student workers and RLVR."""
+    adam_offload: bool = False
+    """Keep Adam's states and the fp32 gradients in host memory (OpenRLHF `ds.adam_offload`):
+    a student worker is world size 1, so on the GPU they are 16 bytes per parameter."""
+    vllm_sleep: bool = False
+    """Put the student's vLLM engine to sleep (weights to host, KV cache freed) while it trains
+    (OpenRLHF `vllm.enable_sleep` for RLVR)."""
+    openrlhf_args: dict[str, Any] = Field(default_factory=dict)
+    """Extra OpenRLHF flags for the student and RLVR trainers, dotted as on its CLI; they override
+    what soar-orl derives."""
     reward: RewardLevelsConfig = Field(default_factory=RewardLevelsConfig)
     """Shaped reward levels for student answers."""
 
@@ -197,8 +209,16 @@ class PoolsConfig(_Section):
     """GPUs of the student pool, shared by the student workers."""
     gpus_per_student_worker: int = Field(1, ge=1)
     """GPUs of one student worker (trainer and its colocated vLLM engine)."""
+    rlvr_gpus: int | None = Field(None, ge=1)
+    """GPUs of the RLVR baselines (meta.mode hard_only / oracle and evaluation.after_run);
+    null: pools.student_gpus."""
     vllm_gpu_memory_utilization: float = Field(0.35, gt=0.0, le=1.0)
     """Share of a GPU's memory each colocated vLLM engine may take."""
+    gpu_memory_gb: float = Field(80.0, gt=0)
+    """Memory of one GPU as its vendor names it (H100: 80, H200: 141), read as GiB. `soar plan`
+    and `soar run` refuse a recipe whose estimated peak on any GPU exceeds it. On backend cpu the
+    declared GPUs are virtual (they share host RAM, and vLLM takes VLLM_CPU_KVCACHE_SPACE, not a
+    share of this): `run` skips the check there and `plan` reports the recipe as if on GPUs."""
     cpus_per_worker: float = Field(1.0, gt=0.0)
     """Ray CPUs reserved per student worker and teacher engine (budget them on small machines)."""
     job_timeout_s: float = Field(3600.0, gt=0.0)

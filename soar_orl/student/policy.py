@@ -131,10 +131,15 @@ class StudentPolicy:
         from openrlhf.models.utils import compute_approx_kl
         from openrlhf.trainer.ppo_utils.experience import Experience
 
+        micro = self.student.train_micro_batch_size
+        parts = [batch.rows(start, start + micro) for start in range(0, len(batch.rewards_B), micro)]
         with torch.no_grad():
-            old_log_probs = self.actor(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+            # Micro batch by micro batch, as OpenRLHF's experience maker does: at once, a rollout
+            # batch's fp32 logits would be 256 x 1.3k tokens x a 128k vocabulary = 170 GB for Llama-3.2.
+            old_log_probs = torch.cat([self.actor(p.sequences_BT, p.action_mask_BA, p.attention_mask_BT) for p in parts])
             if self.student.kl_coef > 0:
-                base_log_probs = self.reference(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+                base_log_probs = torch.cat(
+                    [self.reference(p.sequences_BT, p.action_mask_BA, p.attention_mask_BT) for p in parts])
                 kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator="k1") * batch.action_mask_BA
             else:
                 base_log_probs, kl = None, torch.zeros_like(old_log_probs)
@@ -151,11 +156,9 @@ class StudentPolicy:
         (experience,) = self.experience_maker.compute_advantages_and_returns([experience])
 
         # DeepSpeed accumulates micro-batch gradients and steps the optimizer once per batch.
-        micro = self.student.train_micro_batch_size
         losses = []
-        for start in range(0, len(batch.rewards_B), micro):
+        for start, part in zip(range(0, len(batch.rewards_B), micro), parts, strict=True):
             rows = slice(start, start + micro)
-            part = batch.rows(start, start + micro)
             log_probs = self.actor(part.sequences_BT, part.action_mask_BA, part.attention_mask_BT)
             loss = self.loss_fn(
                 log_probs, old_log_probs[rows], experience.advantages[rows], action_mask=part.action_mask_BA

@@ -90,3 +90,29 @@ def test_vllm_cpu_engine_generates_like_hf(tiny_llama_dir):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         hf = model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
         assert hf[0, ids.shape[1]:].tolist() == tokens
+
+
+def test_student_policy_hands_the_model_at_most_a_micro_batch(tiny_llama_dir):
+    # A whole rollout batch at once (the old and reference log-probs used to be) holds its fp32
+    # logits in memory: 256 x 1.3k tokens x a 128k vocabulary is ~170 GB for Llama-3.2-3B. The
+    # real policy on the tiny model; the Actors' forward is only wrapped to record the rows it sees.
+    from soar_orl.config import StudentConfig
+    from soar_orl.student.policy import StudentPolicy
+    from soar_orl.student.rollout import pack_rollouts
+
+    student = StudentConfig(inner_steps=1, batch_prompts=2, group_size=4, train_micro_batch_size=2, kl_coef=1e-3)
+    policy = StudentPolicy(tiny_llama_dir, student, "float32", seed=0, backend="cpu")
+    try:
+        rows_seen = []
+        for actor in (policy.actor, policy.reference):
+            forward = actor.forward
+            actor.forward = lambda sequences, *args, _forward=forward, **kw: (
+                rows_seen.append(len(sequences)) or _forward(sequences, *args, **kw))
+        torch.manual_seed(0)
+        prompts = [torch.randint(4, 90, (6,)).tolist() for _ in range(8)]
+        responses = [torch.randint(4, 90, (5,)).tolist() for _ in range(8)]
+        policy.train_step(pack_rollouts(prompts, responses, [1.0, 0.0] * 4, pad_id=0))
+        # 4 micro batches each for old log-probs, reference and training.
+        assert rows_seen == [2] * 12
+    finally:
+        torch.distributed.destroy_process_group()

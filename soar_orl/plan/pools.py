@@ -1,0 +1,208 @@
+"""The GPUs of a recipe's pools, laid out as the code launches them, with their memory.
+
+- teacher pool (SOAR variants): `pools.teacher_gpus` GPUs, OpenRLHF colocated (`colocate_all`):
+  on each GPU an actor rank (ZeRO over the pool), a reference rank and a vLLM engine shard
+  (tensor parallel `teacher_gpus // teacher_vllm_engines`). Its engines never sleep: the teacher
+  creates them with `vllm_enable_sleep=False` (teacher/trainer.py).
+- student pool (SOAR variants): `pools.student_workers` workers; each is one DeepSpeed rank
+  (world size 1, so ZeRO partitions nothing: all of Adam on one GPU), the KL reference (the
+  baseline student) and one vLLM engine, all on the worker's first GPU.
+- RLVR (meta.mode hard_only / oracle, and every `evaluation.after_run` baseline): OpenRLHF's own
+  Ray trainer, colocated, over `pools.rlvr_gpus` GPUs (null: `pools.student_gpus`), after the SOAR
+  pools are gone.
+
+Each pool's training options are OpenRLHF's flag names, derived from the recipe and overridden by
+its passthrough (`teacher.openrlhf_args`, `student.openrlhf_args`), as the trainers do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soar_orl.config import SoarConfig
+from soar_orl.plan.memory import (
+    GIB,
+    GpuMemory,
+    TrainerSetup,
+    VllmShare,
+    host_offload_bytes,
+    reference_items,
+    trainer_items,
+)
+from soar_orl.plan.shapes import ModelShape
+
+PROMPT_TOKENS = 256
+"""Prompt tokens assumed per sequence (chat template + a MATH problem or the teacher's
+instruction; the teacher instruction is about 150 tokens with the Llama-3 header). The sequence
+a trainer holds is this plus max_new_tokens, at most model.max_model_len: the worst case, since
+micro batches are padded to their longest sequence and hard problems often run to the limit."""
+
+DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
+
+RLVR_AFTER_RUN = ("hard_only", "oracle", "pq", "teacher")  # every comparison trains an RLVR student
+
+
+def student_flags(cfg: SoarConfig) -> dict[str, Any]:
+    """The student's OpenRLHF options: the student.* switches, then student.openrlhf_args."""
+    student = cfg.student
+    flags: dict[str, Any] = {
+        "ds.zero_stage": 2,
+        "train.micro_batch_size": student.train_micro_batch_size,
+        "actor.gradient_checkpointing_enable": student.gradient_checkpointing,
+        "ds.adam_offload": student.adam_offload,
+        "vllm.enable_sleep": student.vllm_sleep,
+        "ds.enable_sleep": False,
+        "ref.offload": False,
+        "algo.kl.init_coef": student.kl_coef,
+    }
+    return flags | dict(student.openrlhf_args)
+
+
+def teacher_flags(cfg: SoarConfig) -> dict[str, Any]:
+    flags: dict[str, Any] = {
+        "ds.zero_stage": 2,
+        "train.micro_batch_size": cfg.teacher.train_micro_batch_size,
+        "actor.gradient_checkpointing_enable": False,
+        "ds.adam_offload": False,
+        "ref.offload": False,
+        "algo.kl.init_coef": cfg.teacher.kl_coef,
+    }
+    return flags | dict(cfg.teacher.openrlhf_args)
+
+
+def rlvr_gpus(cfg: SoarConfig) -> int:
+    return cfg.pools.rlvr_gpus or cfg.pools.student_gpus
+
+
+def runs_rlvr(cfg: SoarConfig) -> bool:
+    return not cfg.meta.uses_teacher or any(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
+
+
+def sequence_tokens(cfg: SoarConfig, max_new_tokens: int) -> int:
+    return min(cfg.model.max_model_len, PROMPT_TOKENS + max_new_tokens)
+
+
+def _trainer(
+    flags: dict[str, Any], shape: ModelShape, cfg: SoarConfig, world: int, seq_len: int
+) -> TrainerSetup:
+    return TrainerSetup(
+        shape=shape,
+        dtype_bytes=DTYPE_BYTES[cfg.model.dtype],
+        zero_stage=int(flags["ds.zero_stage"]),
+        world=world,
+        micro_batch=int(flags["train.micro_batch_size"]),
+        seq_len=seq_len,
+        gradient_checkpointing=bool(flags["actor.gradient_checkpointing_enable"]),
+        adam_offload=bool(flags["ds.adam_offload"]),
+        states_offload_while_generating=bool(flags.get("ds.enable_sleep", False)),
+    )
+
+
+def _vllm(cfg: SoarConfig, shape: ModelShape, tensor_parallel: int, seq_len: int) -> VllmShare:
+    pools = cfg.pools
+    return VllmShare(
+        shape,
+        DTYPE_BYTES[cfg.model.dtype],
+        pools.vllm_gpu_memory_utilization * pools.gpu_memory_gb,
+        tensor_parallel,
+        cfg.model.max_model_len,
+        seq_len,
+    )
+
+
+def _colocated(
+    pool: str,
+    cfg: SoarConfig,
+    shape: ModelShape,
+    flags: dict[str, Any],
+    world: int,
+    tensor_parallel: int,
+    max_new_tokens: int,
+    vllm_sleeps: bool,
+) -> GpuMemory:
+    """An OpenRLHF colocate_all pool: actor rank + reference rank + vLLM shard on every GPU."""
+    seq_len = sequence_tokens(cfg, max_new_tokens)
+    trainer = _trainer(flags, shape, cfg, world, seq_len)
+    vllm = _vllm(cfg, shape, tensor_parallel, seq_len)
+    items = trainer_items("actor", trainer)
+    if flags["algo.kl.init_coef"] > 0:
+        items += reference_items(
+            "reference",
+            shape,
+            trainer.dtype_bytes,
+            bool(flags["ref.offload"]),
+            world if trainer.zero_stage == 3 else 1,
+        )
+    items += vllm.items("vLLM engine", vllm_sleeps)
+    layout = f"{world} GPU{'s' if world > 1 else ''}, each: actor rank + reference rank + vLLM shard (tensor parallel {tensor_parallel})"
+    return GpuMemory(
+        pool, layout, world, cfg.pools.gpu_memory_gb, items, vllm, host_offload_bytes(trainer) / GIB
+    )
+
+
+def teacher_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
+    pools = cfg.pools
+    tensor_parallel = max(1, pools.teacher_gpus // pools.teacher_vllm_engines)
+    return _colocated(
+        "teacher pool",
+        cfg,
+        shape,
+        teacher_flags(cfg),
+        pools.teacher_gpus,
+        tensor_parallel,
+        cfg.teacher.max_new_tokens,
+        vllm_sleeps=False,
+    )
+
+
+def student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
+    pools, flags = cfg.pools, student_flags(cfg)
+    seq_len = sequence_tokens(cfg, cfg.student.max_new_tokens)
+    trainer = _trainer(flags, shape, cfg, 1, seq_len)
+    vllm = _vllm(cfg, shape, 1, seq_len)
+    items = trainer_items("student trainer", trainer)
+    if flags["algo.kl.init_coef"] > 0:
+        items += reference_items("KL reference", shape, trainer.dtype_bytes, bool(flags["ref.offload"]))
+    items += vllm.items("vLLM engine", bool(flags["vllm.enable_sleep"]))
+    memory = GpuMemory(
+        "student pool",
+        f"{pools.student_workers} workers, each on one GPU: trainer (world size 1) + "
+        "KL reference + vLLM engine",
+        pools.student_workers,
+        pools.gpu_memory_gb,
+        items,
+        vllm,
+        host_offload_bytes(trainer) / GIB,
+    )
+    if pools.gpus_per_student_worker > 1:
+        memory.notes.append(
+            f"pools.gpus_per_student_worker = {pools.gpus_per_student_worker}: the student is one "
+            "rank and its engine has no tensor parallelism, so each worker's other GPUs stay idle"
+        )
+    return memory
+
+
+def rlvr_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
+    flags = student_flags(cfg)
+    return _colocated(
+        "RLVR",
+        cfg,
+        shape,
+        flags,
+        rlvr_gpus(cfg),
+        cfg.pools.gpus_per_student_worker,
+        cfg.student.max_new_tokens,
+        vllm_sleeps=bool(flags["vllm.enable_sleep"]),
+    )
+
+
+def plan_pools(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str, GpuMemory]:
+    """Every pool the recipe runs, by role ("teacher", "student", "rlvr"); `shapes` maps the
+    "teacher" and "student" roles to their models."""
+    found = {}
+    if cfg.meta.uses_teacher:
+        found["teacher"] = teacher_pool(cfg, shapes["teacher"])
+        found["student"] = student_pool(cfg, shapes["student"])
+    if runs_rlvr(cfg):
+        found["rlvr"] = rlvr_pool(cfg, shapes["student"])
+    return found
