@@ -4,6 +4,7 @@
     soar run RECIPE [key.sub=value ...]      run a recipe
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
+    soar bench sampling [--engines 1 2 ...]  the sampling service on 1 vs 2 engines: samples per second
     soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
     soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable, over --gpus
     soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds, resumable
@@ -17,6 +18,7 @@ validation are instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -56,9 +58,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from soar_orl.bench import pipeline, student_pool
+    from soar_orl.bench import pipeline, sampling, student_pool
 
-    return {"student-pool": student_pool.run, "pipeline": pipeline.run}[args.benchmark](args)
+    return {"student-pool": student_pool.run, "pipeline": pipeline.run, "sampling": sampling.run}[args.benchmark](args)
 
 
 def cmd_pretrain_arith(args: argparse.Namespace) -> int:
@@ -76,7 +78,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
                               max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype,
                               max_model_len=args.max_model_len, shard_size=args.shard_size,
                               keep_responses=args.keep_responses)
-    with _sampling_service(args, settings.model) as service:
+    with _sampling_service(args, settings.model) as service, _refusal_is_an_error():
         split = run_filter(problems, settings, args.out, service)
     print(f"{len(problems)} problems, {len(split.train) + len(split.test)} solved 0/{args.k}: "
           f"{len(split.train)} train / {len(split.test)} test in {args.out}")
@@ -97,7 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             args.dtype, args.max_model_len, args.shard_size)
     if max(settings.ks) > settings.samples:
         raise SystemExit(f"error: every k must be at most --samples ({settings.samples}), got {settings.ks}")
-    with _sampling_service(args, resolve_model(args.model)) as service:
+    with _sampling_service(args, resolve_model(args.model)) as service, _refusal_is_an_error():
         results = evaluate_over_seeds(service, test_sets, settings, args.seeds, args.out)
     sizes = {name: len(problems) for name, problems in test_sets.items()}
     print(write_pass_at_k_report(args.out, args.model, settings, args.seeds, results, sizes).read_text())
@@ -109,6 +111,17 @@ def _sampling_service(args: argparse.Namespace, model_dir: str):
 
     return SamplingService(model_dir, args.task, args.dtype, args.max_model_len, gpus=args.gpus,
                            tensor_parallel=args.tensor_parallel)
+
+
+@contextlib.contextmanager
+def _refusal_is_an_error():
+    """An output folder of other settings ends the command with its message, not a traceback."""
+    from soar_orl.eval.shards import ResumeError
+
+    try:
+        yield
+    except ResumeError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def _add_eval_parsers(commands) -> None:
@@ -193,11 +206,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_bench_parser(commands) -> None:
-    from soar_orl.bench import pipeline, student_pool
+    from soar_orl.bench import pipeline, sampling, student_pool
 
     bench = commands.add_parser("bench", help="benchmarks that print a comparison table")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
-    for name, module in (("student-pool", student_pool), ("pipeline", pipeline)):
+    for name, module in (("student-pool", student_pool), ("pipeline", pipeline), ("sampling", sampling)):
         module.add_arguments(benchmarks.add_parser(name, help=module.__doc__.splitlines()[0]))
     bench.set_defaults(func=cmd_bench)
 

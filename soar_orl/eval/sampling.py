@@ -243,7 +243,7 @@ class SamplingService:
             return
         import ray
 
-        self._start()
+        self.start()
         queue = deque(shards)
         running: dict = {}  # object ref -> (engine, shard)
 
@@ -262,7 +262,8 @@ class SamplingService:
             if queue:
                 submit(engine)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the engines now (sample_shards does on first use); returns once they are up."""
         if self.engines:
             return
         import ray
@@ -292,6 +293,7 @@ class SamplingService:
                 self.model_dir, self.task_name, self.dtype, self.max_model_len, tensor_parallel)
             for i in range(count)
         ]
+        ray.get([engine.__ray_ready__.remote() for engine in self.engines])
 
     def _tensor_parallel_for_model(self) -> int:
         weight_bytes = model_files_bytes(self.model_dir)
