@@ -194,6 +194,11 @@ class SamplingEngine:
         return sample_and_grade(self.llm, self.task, shard.problems, params.n, params.temperature,
                                 params.max_tokens, shard.seed)
 
+    def load_weights(self, model_dir: str) -> None:
+        # The prefix cache holds keys and values of the old weights: drop it with them.
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": model_dir})
+        self.llm.reset_prefix_cache()
+
     def close(self) -> None:
         stop_engine(self.llm)
         self.task.close()
@@ -261,6 +266,16 @@ class SamplingService:
             on_done(shard, ray.get(ready))
             if queue:
                 submit(engine)
+
+    def load_model(self, model_dir: str | Path) -> None:
+        """Sample another model of the same architecture and tokenizer (a fine-tuned copy of
+        the first, as every student of a run is) on the running engines: its weights are
+        reloaded from disk, the engines not restarted."""
+        import ray
+
+        self.model_dir = str(model_dir)
+        if self.engines:
+            ray.get([engine.load_weights.remote(self.model_dir) for engine in self.engines])
 
     def start(self) -> None:
         """Start the engines now (sample_shards does on first use); returns once they are up."""

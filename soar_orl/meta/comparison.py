@@ -88,7 +88,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
 
 def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
                       test_sets: dict[str, list[Problem]]) -> dict[str, dict]:
-    """pass@k of every method's model into run_path/eval/<method>, each on engines over all the
+    """pass@k of every method's model into run_path/eval/<method>, on engines over all the
     cluster's GPUs (pools.cluster_gpus), with one progress bar over every method's samples.
     A method whose model is another's (SOAR-PS without a promotion is the base student) is not
     sampled twice. An evaluation folder of a model since retrained is started over."""
@@ -100,12 +100,15 @@ def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
     print(f"evaluating {', '.join(distinct.values())}: {settings.samples} samples per problem of "
           f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}", flush=True)
     by_model: dict[str, dict] = {}
-    with progress_bar(total, 0, "final evaluation", disable=not cfg.logging.progress_bar) as bar:
+    first = next(iter(distinct))
+    # Every method's model is the base student fine-tuned: one set of engines reloads each in turn.
+    with progress_bar(total, 0, "final evaluation", disable=not cfg.logging.progress_bar) as bar, \
+            SamplingService(first, cfg.data.task, settings.dtype, settings.max_model_len,
+                            gpus=cfg.pools.cluster_gpus, backend=cfg.backend) as service:
         for model_dir, method in distinct.items():
-            with SamplingService(model_dir, cfg.data.task, settings.dtype, settings.max_model_len,
-                                 gpus=cfg.pools.cluster_gpus, backend=cfg.backend) as service:
-                by_model[model_dir] = evaluate_model(service, test_sets, settings, run_path / "eval" / _slug(method),
-                                                     bar=bar, replace_other=True)
+            service.load_model(model_dir)
+            by_model[model_dir] = evaluate_model(service, test_sets, settings, run_path / "eval" / _slug(method),
+                                                 bar=bar, replace_other=True)
     return {method: by_model[model_dir] for method, model_dir in models.items()}
 
 
