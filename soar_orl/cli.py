@@ -5,9 +5,10 @@
     soar plan RECIPE [key.sub=value ...]     memory per GPU and process, fit or the options, time
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
+    soar bench sampling [--engines 1 2 ...]  the sampling service on 1 vs 2 engines: samples per second
     soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
-    soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable
-    soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds
+    soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable, over --gpus
+    soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds, resumable
     soar questions RUN_DIR [--solver M]      Vendi, duplicates, answer agreement of a run's questions
     soar report RUN_DIR [RUN_DIR ...]        runs side by side: pass@k mean/spread, curves, promotions
 
@@ -18,6 +19,7 @@ validation are instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -77,9 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from soar_orl.bench import pipeline, student_pool
+    from soar_orl.bench import pipeline, sampling, student_pool
 
-    return {"student-pool": student_pool.run, "pipeline": pipeline.run}[args.benchmark](args)
+    return {"student-pool": student_pool.run, "pipeline": pipeline.run, "sampling": sampling.run}[args.benchmark](args)
 
 
 def cmd_pretrain_arith(args: argparse.Namespace) -> int:
@@ -89,38 +91,16 @@ def cmd_pretrain_arith(args: argparse.Namespace) -> int:
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from soar_orl.eval.filter import FilterSettings, run_filter
-    from soar_orl.eval.sampling import sample_and_grade, start_engine, stop_engine
     from soar_orl.resolve import resolve_model, resolve_problems
-    from soar_orl.tasks import build_task
 
     problems = resolve_problems(args.problems)[: args.limit]
-    model_dir = resolve_model(args.model)
-    settings = FilterSettings(model=model_dir, task=args.task, k=args.k, temperature=args.temperature,
+    settings = FilterSettings(model=resolve_model(args.model), task=args.task, k=args.k, temperature=args.temperature,
                               max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype,
-                              shard_size=args.shard_size, keep_responses=args.keep_responses)
-    task = build_task(args.task)
-    engine = []  # started on the first shard that needs sampling: a finished run needs none
-
-    def sample_shard(shard):
-        if not engine:
-            engine.append(start_engine(model_dir, args.dtype, args.max_model_len, args.seed))
-        return sample_and_grade(engine[0], task, shard, args.k, args.temperature, args.max_tokens)
-
-    bar = tqdm(desc="fail@k shards", unit="shard")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(1)
-
-    try:
-        split = run_filter(problems, settings, args.out, sample_shard, progress)
-    finally:
-        bar.close()
-        if engine:
-            stop_engine(engine[0])
+                              max_model_len=args.max_model_len, shard_size=args.shard_size,
+                              keep_responses=args.keep_responses)
+    with _sampling_service(args, settings.model) as service, _refusal_is_an_error():
+        split = run_filter(problems, settings, args.out, service)
     print(f"{len(problems)} problems, {len(split.train) + len(split.test)} solved 0/{args.k}: "
           f"{len(split.train)} train / {len(split.test)} test in {args.out}")
     return 0
@@ -129,7 +109,6 @@ def cmd_filter(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from soar_orl.eval.evaluate import EvalSettings, evaluate_over_seeds, write_pass_at_k_report
     from soar_orl.resolve import resolve_model, resolve_problems
-    from soar_orl.tasks import build_task
 
     test_sets = {}
     for spec in args.test:
@@ -138,39 +117,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: --test takes NAME=PATH, got {spec!r}")
         test_sets[name] = resolve_problems(source)[: args.limit]
     settings = EvalSettings(args.samples, tuple(args.ks), args.temperature, args.max_tokens, args.seeds[0],
-                            args.dtype, args.max_model_len)
+                            args.dtype, args.max_model_len, args.shard_size)
     if max(settings.ks) > settings.samples:
         raise SystemExit(f"error: every k must be at most --samples ({settings.samples}), got {settings.ks}")
-    results = evaluate_over_seeds(resolve_model(args.model), build_task(args.task), test_sets, settings, args.seeds,
-                                  args.out)
+    with _sampling_service(args, resolve_model(args.model)) as service, _refusal_is_an_error():
+        results = evaluate_over_seeds(service, test_sets, settings, args.seeds, args.out)
     sizes = {name: len(problems) for name, problems in test_sets.items()}
     print(write_pass_at_k_report(args.out, args.model, settings, args.seeds, results, sizes).read_text())
     return 0
 
 
+def _sampling_service(args: argparse.Namespace, model_dir: str):
+    from soar_orl.eval.sampling import SamplingService
+
+    return SamplingService(model_dir, args.task, args.dtype, args.max_model_len, gpus=args.gpus,
+                           tensor_parallel=args.tensor_parallel)
+
+
+@contextlib.contextmanager
+def _refusal_is_an_error():
+    """An output folder of other settings ends the command with its message, not a traceback."""
+    from soar_orl.eval.shards import ResumeError
+
+    try:
+        yield
+    except ResumeError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def _add_eval_parsers(commands) -> None:
-    def sampling_args(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+    def sampling_args(parser: argparse.ArgumentParser, max_tokens: int, shard_size: int) -> None:
         parser.add_argument("--model", required=True, help="HF folder, hub name, or builtin:arith / builtin:smollm2")
         parser.add_argument("--task", choices=("math", "arith"), default="math")
-        parser.add_argument("--out", type=Path, required=True, help="output folder")
+        parser.add_argument("--out", type=Path, required=True, help="output folder (a rerun continues it)")
         parser.add_argument("--temperature", type=float, default=1.0)
         parser.add_argument("--max-tokens", type=int, default=max_tokens, help="longest sampled answer")
         parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
         parser.add_argument("--max-model-len", type=int, default=2048)
         parser.add_argument("--limit", type=int, default=None, help="only the first N problems of each file")
+        parser.add_argument("--shard-size", type=int, default=shard_size, help="problems per resumable shard")
+        parser.add_argument("--gpus", type=int, default=None,
+                            help="GPUs for the sampling engines (default: all of the Ray cluster's; on CPU, 1 declared)")
+        parser.add_argument("--tensor-parallel", type=int, default=None,
+                            help="GPUs per engine (default: 1, more only if the weights do not fit one GPU)")
 
     filt = commands.add_parser("filter", help="fail@k hard set: k samples per problem, keep 0/k, split 50/50 (resumable)")
     filt.add_argument("problems", help="problem file (JSONL/Parquet with id, problem, answer) or builtin: set")
-    sampling_args(filt, 1024)
+    sampling_args(filt, 1024, 32)
     filt.add_argument("--k", type=int, default=128, help="samples per problem (paper: 128)")
-    filt.add_argument("--seed", type=int, default=0, help="seeds the sampling engine and the split")
-    filt.add_argument("--shard-size", type=int, default=32, help="problems per resumable shard")
+    filt.add_argument("--seed", type=int, default=0, help="seeds every problem's samples and the split")
     filt.add_argument("--keep-responses", action="store_true", help="keep every sampled text in the shards")
     filt.set_defaults(func=cmd_filter)
 
-    ev = commands.add_parser("eval", help="pass@k of a model on test sets, mean and spread over seeds")
+    ev = commands.add_parser("eval", help="pass@k of a model on test sets, mean and spread over seeds (resumable)")
     ev.add_argument("--test", action="append", required=True, metavar="NAME=PATH", help="a test set (repeatable)")
-    sampling_args(ev, 1024)
+    sampling_args(ev, 1024, 16)
     ev.add_argument("--samples", type=int, default=32, help="samples per problem (paper: 32)")
     ev.add_argument("--ks", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     ev.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -226,11 +227,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_bench_parser(commands) -> None:
-    from soar_orl.bench import pipeline, student_pool
+    from soar_orl.bench import pipeline, sampling, student_pool
 
     bench = commands.add_parser("bench", help="benchmarks that print a comparison table")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
-    for name, module in (("student-pool", student_pool), ("pipeline", pipeline)):
+    for name, module in (("student-pool", student_pool), ("pipeline", pipeline), ("sampling", sampling)):
         module.add_arguments(benchmarks.add_parser(name, help=module.__doc__.splitlines()[0]))
     bench.set_defaults(func=cmd_bench)
 

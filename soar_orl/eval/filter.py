@@ -3,13 +3,12 @@
 Every problem is sampled k times (paper: k = 128 at temperature 1, 1024 tokens) and graded by the
 task's verifier; the problems solved 0/k are split 50/50 by a seeded hash (eval/splits.py).
 
-The work is cut into shards of problems, in file order. Each finished shard is written to
-`shards/shard_NNNNN.jsonl` atomically, so a killed run, restarted with the same command, samples
-only the shards that have no file yet. The settings of the first run are kept in
-`filter_settings.json`; a restart with other settings (model, problems, k, ...) is refused, since
-mixing them would make the success counts meaningless. A resumed run's samples are not the
-samples an uninterrupted run would have drawn (the engine's random stream restarts), but they are
-drawn from the same distribution, which is all fail@k needs.
+The work is cut into shards of problems, in file order, sampled by the engines of a
+SamplingService and written to `shards/shard_NNNNN.jsonl` as each finishes; a killed run,
+restarted with the same command, samples only the shards that have no file yet, and a restart
+with other settings is refused (eval/shards.py; the settings are kept in `filter_settings.json`).
+Each problem's samples are seeded by the problem itself (eval/sampling.py), so a resumed run
+draws the samples an uninterrupted run would have drawn, up to vLLM's own nondeterminism.
 
 Output: `train.jsonl`, `test.jsonl` (rows as the problem file, readable by tasks/math.py
 load_problems), `full_train.jsonl` (every problem of the pool except the hard test split: the
@@ -20,12 +19,20 @@ Oracle's "full real training set", as `builtin:arith/full_train` is for the arit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from soar_orl.cache import content_hash
-from soar_orl.eval.sampling import ProblemSamples
+from soar_orl.eval.sampling import ProblemSamples, SamplingParams, Shard
+from soar_orl.eval.shards import (
+    Sampler,
+    claim_output,
+    model_fingerprint,
+    plan_shards,
+    problems_fingerprint,
+    sample_pending,
+    shard_file,
+)
 from soar_orl.eval.splits import HardSplit, hard_split
 from soar_orl.meta.run_dir import atomic_write_text
 from soar_orl.tasks.base import Problem
@@ -36,10 +43,6 @@ COUNTS_FILE = "success_counts.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-class FilterResumeError(ValueError):
-    """The output folder holds a filter run with other settings."""
-
-
 @dataclass(frozen=True)
 class FilterSettings:
     model: str
@@ -48,9 +51,11 @@ class FilterSettings:
     temperature: float = 1.0
     max_tokens: int = 1024
     seed: int = 0
-    """Seeds the sampling engine and the 50/50 split."""
+    """Seeds every problem's samples (with the problem's id and text) and the 50/50 split."""
     dtype: str = "bfloat16"
     """The engine's dtype: bf16 and fp32 sample from slightly different distributions."""
+    max_model_len: int = 2048
+    """The engine's context: a long prompt leaves fewer tokens for its answers."""
     shard_size: int = 32
     """Problems per shard: the most work a kill can lose."""
     keep_responses: bool = False
@@ -61,52 +66,24 @@ class FilterSettings:
             raise ValueError(f"k, shard_size and max_tokens must be positive, got {self}")
 
 
-def plan_shards(problems: Sequence[Problem], shard_size: int) -> list[list[Problem]]:
-    return [list(problems[i : i + shard_size]) for i in range(0, len(problems), shard_size)]
-
-
 def shard_path(out_dir: Path, index: int) -> Path:
-    return out_dir / SHARDS_DIR / f"shard_{index:05d}.jsonl"
+    return shard_file(out_dir / SHARDS_DIR, index)
 
 
-def problems_fingerprint(problems: Sequence[Problem]) -> str:
-    return content_hash([[p.id, p.problem, p.answer] for p in problems])
-
-
-def claim_output(out_dir: Path, settings: FilterSettings, problems: Sequence[Problem]) -> None:
-    """Record the settings of a new run, or check that a resumed run has the same ones."""
-    record = {**asdict(settings), "problems": problems_fingerprint(problems), "num_problems": len(problems)}
-    path = out_dir / SETTINGS_FILE
-    if path.exists():
-        saved = json.loads(path.read_text())
-        differences = [f"{key}: {saved.get(key)!r} before, {record.get(key)!r} now"
-                       for key in sorted(set(saved) | set(record)) if saved.get(key) != record.get(key)]
-        if differences:
-            raise FilterResumeError(f"{out_dir} holds a filter run with other settings (use another --out):\n  "
-                                    + "\n  ".join(differences))
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-
-
-def pending_shards(out_dir: Path, num_shards: int) -> list[int]:
-    return [i for i in range(num_shards) if not shard_path(out_dir, i).exists()]
-
-
-def write_shard(out_dir: Path, index: int, samples: Sequence[ProblemSamples], keep_responses: bool) -> None:
+def write_shard(shard: Shard, samples: Sequence[ProblemSamples], keep_responses: bool) -> None:
     rows = []
     for s in samples:
         row = {"id": s.problem_id, "successes": s.num_correct, "k": len(s.correct)}
         if keep_responses:
             row |= {"responses": list(s.responses), "correct": list(s.correct)}
         rows.append(json.dumps(row))
-    atomic_write_text(shard_path(out_dir, index), "".join(line + "\n" for line in rows))
+    atomic_write_text(shard.path, "".join(line + "\n" for line in rows))
 
 
-def read_counts(out_dir: Path, num_shards: int) -> dict[str, int]:
+def read_counts(shards: Sequence[Shard]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for i in range(num_shards):
-        for line in shard_path(out_dir, i).read_text().splitlines():
+    for shard in shards:
+        for line in shard.path.read_text().splitlines():
             row = json.loads(line)
             counts[row["id"]] = row["successes"]
     return counts
@@ -130,20 +107,14 @@ def finish(out_dir: Path, problems: Sequence[Problem], counts: dict[str, int], s
     return split
 
 
-def run_filter(
-    problems: Sequence[Problem],
-    settings: FilterSettings,
-    out_dir: Path,
-    sample_shard: Callable[[list[Problem]], list[ProblemSamples]],
-    progress: Callable[[int, int], None] = lambda done, total: None,
-) -> HardSplit:
-    """Sample the shards that have no file yet with `sample_shard`, then write the split."""
+def run_filter(problems: Sequence[Problem], settings: FilterSettings, out_dir: Path, sampler: Sampler) -> HardSplit:
+    """Sample the shards that have no file yet with `sampler`, then write the split."""
     if len({p.id for p in problems}) != len(problems):
         raise ValueError("problem ids must be unique")
-    claim_output(out_dir, settings, problems)
-    shards = plan_shards(problems, settings.shard_size)
-    todo = pending_shards(out_dir, len(shards))
-    for done, index in enumerate(todo, start=1):
-        write_shard(out_dir, index, sample_shard(shards[index]), settings.keep_responses)
-        progress(done, len(todo))
-    return finish(out_dir, problems, read_counts(out_dir, len(shards)), settings)
+    claim_output(out_dir, SETTINGS_FILE, {**asdict(settings), "model_files": model_fingerprint(settings.model),
+                                          "problems": problems_fingerprint(problems), "num_problems": len(problems)})
+    shards = plan_shards(problems, settings.shard_size, settings.seed, lambda i: shard_path(out_dir, i))
+    sample_pending(sampler, shards, SamplingParams(settings.k, settings.temperature, settings.max_tokens),
+                   lambda shard, samples: write_shard(shard, samples, settings.keep_responses),
+                   f"fail@{settings.k} filter of {len(problems)} problems", out_dir)
+    return finish(out_dir, problems, read_counts(shards), settings)

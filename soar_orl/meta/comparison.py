@@ -23,7 +23,9 @@ import logging
 from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
-from soar_orl.eval.evaluate import EvalSettings, evaluate_model
+from soar_orl.eval.evaluate import EvalSettings, evaluate_model, evaluation_size
+from soar_orl.eval.sampling import SamplingService
+from soar_orl.eval.shards import progress_bar
 from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
 from soar_orl.meta.run_dir import read_jsonl
@@ -64,15 +66,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         questions = _sample_teacher(cfg, run_path, task)
         models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "soar_t", questions)
 
-    settings = EvalSettings.from_config(cfg)
-    results: dict[str, dict] = {}
-    for method, model_dir in models.items():
-        same = next((other for other, other_dir in models.items() if other_dir == model_dir and other in results), None)
-        if same is not None:  # e.g. SOAR-PS without a promotion is the base student: same numbers
-            results[method] = results[same]
-            continue
-        log.info("evaluating %s (%s): %d samples per problem", method, model_dir, settings.samples)
-        results[method] = evaluate_model(model_dir, task, test_sets, settings, run_path / "eval" / _slug(method))
+    results = _evaluate_methods(cfg, run_path, models, test_sets)
 
     curves = plot_soar_curves(read_jsonl(run_path / "metrics.jsonl"), cfg.meta.tau, run_path / "plots", cfg.run.name)
     summary = {
@@ -90,6 +84,32 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     (run_path / "eval" / "final.md").write_text(report)
     print(report)
     return summary
+
+
+def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
+                      test_sets: dict[str, list[Problem]]) -> dict[str, dict]:
+    """pass@k of every method's model into run_path/eval/<method>, on engines over all the
+    cluster's GPUs (pools.cluster_gpus), with one progress bar over every method's samples.
+    A method whose model is another's (SOAR-PS without a promotion is the base student) is not
+    sampled twice. An evaluation folder of a model since retrained is started over."""
+    settings = EvalSettings.from_config(cfg)
+    distinct: dict[str, str] = {}  # model -> the first method that uses it
+    for method, model_dir in models.items():
+        distinct.setdefault(model_dir, method)
+    total = len(distinct) * evaluation_size(test_sets, settings)
+    print(f"evaluating {', '.join(distinct.values())}: {settings.samples} samples per problem of "
+          f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}", flush=True)
+    by_model: dict[str, dict] = {}
+    first = next(iter(distinct))
+    # Every method's model is the base student fine-tuned: one set of engines reloads each in turn.
+    with progress_bar(total, 0, "final evaluation", disable=not cfg.logging.progress_bar) as bar, \
+            SamplingService(first, cfg.data.task, settings.dtype, settings.max_model_len,
+                            gpus=cfg.pools.cluster_gpus, backend=cfg.backend) as service:
+        for model_dir, method in distinct.items():
+            service.load_model(model_dir)
+            by_model[model_dir] = evaluate_model(service, test_sets, settings, run_path / "eval" / _slug(method),
+                                                 bar=bar, replace_other=True)
+    return {method: by_model[model_dir] for method, model_dir in models.items()}
 
 
 def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from soar_orl.eval.filter import SHARDS_DIR, FilterResumeError, FilterSettings, run_filter
+from soar_orl.eval.filter import SETTINGS_FILE, SHARDS_DIR, FilterSettings, run_filter
 from soar_orl.eval.sampling import ProblemSamples
+from soar_orl.eval.shards import ResumeError
 from soar_orl.tasks.base import Problem
 from soar_orl.tasks.math import load_problems
 
@@ -21,17 +22,23 @@ def successes(problem: Problem) -> int:
 
 
 class Sampler:
-    """Stands in for vLLM: records what it is asked, can die after some shards like a killed run."""
+    """Stands in for the sampling service: records what it is asked, can die after some shards
+    like a killed run."""
+
+    model_dir = "m"
+    task_name = "math"
 
     def __init__(self, die_after: int | None = None) -> None:
         self.calls: list[list[str]] = []
         self.die_after = die_after
 
-    def __call__(self, shard: list[Problem]) -> list[ProblemSamples]:
-        if self.die_after is not None and len(self.calls) == self.die_after:
-            raise KeyboardInterrupt("killed")
-        self.calls.append([p.id for p in shard])
-        return [ProblemSamples(p.id, ("",) * 4, tuple(i < successes(p) for i in range(4))) for p in shard]
+    def sample_shards(self, shards, params, on_done) -> None:
+        for shard in shards:
+            if self.die_after is not None and len(self.calls) == self.die_after:
+                raise KeyboardInterrupt("killed")
+            self.calls.append([p.id for p in shard.problems])
+            on_done(shard, [ProblemSamples(p.id, ("",) * params.n, tuple(i < successes(p) for i in range(params.n)))
+                            for p in shard.problems])
 
 
 def test_filter_keeps_the_problems_never_solved_and_splits_them(tmp_path: Path) -> None:
@@ -64,9 +71,21 @@ def test_a_killed_run_resumes_without_resampling_finished_shards(tmp_path: Path)
 
 def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     run_filter(PROBLEMS, SETTINGS, tmp_path, Sampler())
-    with pytest.raises(FilterResumeError, match="k: 4 before, 8 now"):
+    with pytest.raises(ResumeError, match="k: 4 before, 8 now"):
         run_filter(PROBLEMS, FilterSettings(model="m", task="math", k=8, shard_size=3), tmp_path, Sampler())
-    with pytest.raises(FilterResumeError, match="dtype: 'bfloat16' before, 'float32' now"):
+    with pytest.raises(ResumeError, match="dtype: 'bfloat16' before, 'float32' now"):
         run_filter(PROBLEMS, FilterSettings(model="m", task="math", k=4, shard_size=3, dtype="float32"), tmp_path, Sampler())
-    with pytest.raises(FilterResumeError, match="problems"):
+    with pytest.raises(ResumeError, match="problems"):
         run_filter(PROBLEMS[:5], SETTINGS, tmp_path, Sampler())
+    assert json.loads((tmp_path / SETTINGS_FILE).read_text())["k"] == 4  # the refused runs changed nothing
+
+
+def test_a_model_retrained_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    settings = FilterSettings(model=str(model), task="math", k=4, shard_size=3)
+    run_filter(PROBLEMS, settings, tmp_path / "out", Sampler())
+    (model / "model.safetensors").write_bytes(b"retrained")
+    with pytest.raises(ResumeError, match="model_files"):
+        run_filter(PROBLEMS, settings, tmp_path / "out", Sampler())

@@ -86,3 +86,22 @@ def test_bad_inputs() -> None:
         rejection_sample(lambda k: [], parse, target=1, params=SamplingParams())
     with pytest.raises(ValueError):
         SamplingParams(max_attempts_factor=0)
+
+
+# ---------------------------------------------------------------------------- eval/sampling.py layout
+
+def test_tensor_parallel_grows_only_when_the_weights_do_not_fit_one_gpu() -> None:
+    from soar_orl.eval.sampling import tensor_parallel_size
+
+    gib = 2**30
+    assert tensor_parallel_size(6 * gib, 80 * gib) == 1  # a 3B model in bf16 on an 80 GB GPU
+    assert tensor_parallel_size(140 * gib, 80 * gib) == 4  # 70B in bf16: 35 GiB per GPU <= 40 GiB
+    assert tensor_parallel_size(140 * gib, 0) == 1  # unknown memory (declared GPUs on CPU)
+
+
+def test_engines_are_the_gpus_divided_by_the_tensor_parallel_size() -> None:
+    from soar_orl.eval.sampling import data_parallel_engines
+
+    assert data_parallel_engines(32, 1) == 32 and data_parallel_engines(32, 4) == 8 and data_parallel_engines(6, 4) == 1
+    with pytest.raises(ValueError, match="cannot hold one engine"):
+        data_parallel_engines(2, 4)
