@@ -21,15 +21,15 @@ Build cuda_13.0.r13.0/compiler.36260728_0
 """
 NVCC_13_1 = NVCC_13_0.replace("release 13.0, V13.0.48", "release 13.1, V13.1.80")
 NVCC_12_8 = NVCC_13_0.replace("release 13.0, V13.0.48", "release 12.8, V12.8.93")
-DRIVER_580 = "580.82.07\n580.82.07\n"
-DRIVER_550 = "550.127.05\n"
+DRIVER_580 = "580.82.07, 9.0\n580.82.07, 9.0\n"  # NVIDIA_SMI_QUERY on two H100s
+DRIVER_550 = "550.127.05, 8.0\n"
 
 
 def test_parsers_read_real_outputs():
-    assert preflight.parse_driver_version(DRIVER_580) == (580, 82, 7)
+    assert preflight.parse_gpus(DRIVER_580) == ("580.82.07", [(9, 0), (9, 0)])
     assert preflight.parse_nvcc_release(NVCC_13_0) == (13, 0)
     with pytest.raises(ValueError):
-        preflight.parse_driver_version("NVIDIA-SMI has failed because it couldn't communicate with the driver")
+        preflight.parse_gpus("NVIDIA-SMI has failed because it couldn't communicate with the driver")
     with pytest.raises(ValueError):
         preflight.parse_nvcc_release("bash: nvcc: command not found")
 
@@ -39,6 +39,15 @@ def test_good_machine_passes_and_defaults_to_the_shim():
     assert result.errors == []
     assert result.flash_attn == "shim"
     assert any("SDPA" in note for note in result.notes)
+    assert result.decisions() == "flash_attn=shim\ntorch_cuda_arch_list=9.0"
+
+
+def test_fused_adam_archs_come_from_the_gpus_unless_given_and_pre_turing_is_refused():
+    mixed = "580.82.07, 8.0\n580.82.07, 9.0\n580.82.07, 8.0\n"
+    assert preflight.check(mixed, NVCC_13_0, env={}).arch_list == "8.0;9.0"
+    assert preflight.check(mixed, NVCC_13_0, env={"TORCH_CUDA_ARCH_LIST": "9.0+PTX"}).arch_list == "9.0+PTX"
+    volta = preflight.check("580.82.07, 7.0\n", NVCC_13_0, env={})
+    assert len(volta.errors) == 1 and "7.0 is older than 7.5" in volta.errors[0]
 
 
 def test_old_driver_is_refused_unless_forward_compat_is_declared():
