@@ -179,9 +179,9 @@ def main() -> int:
     nvcc_out = _output([nvcc, "--version"]) if nvcc else None
     result = check(driver_out, nvcc_out, env)
     for note in result.notes:
-        print(f"[soar-orl preflight] {note}", file=sys.stderr)
+        print(f"[soar-orl setup] preflight: {note}", file=sys.stderr)
     for error in result.errors:
-        print(f"[soar-orl preflight] error: {error}", file=sys.stderr)
+        print(f"[soar-orl setup] preflight error: {error}", file=sys.stderr)
     if result.errors:
         return 1
     print(result.decisions())
