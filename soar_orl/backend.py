@@ -161,15 +161,15 @@ def _sync_weights_cuda_ipc(llm, model) -> None:
 # environment to workers; they inherit that of `ray start` on their node, which
 # `bash run.sh ray-start` sets up the same way.
 FORWARDED_ENV_PREFIXES = ("SOAR_", "HF_", "NCCL_", "VLLM_", "DS_")
-# ...except those that name this node: each node has its own address.
-NODE_LOCAL_ENV = frozenset({"VLLM_HOST_IP", "NCCL_COMM_ID"})
+# ...except addresses and ports, which belong to one node or process.
+NOT_FORWARDED_ENV = frozenset({"VLLM_HOST_IP", "VLLM_PORT", "NCCL_COMM_ID"})
 
 
 def forwarded_env(environ: dict[str, str]) -> dict[str, str]:
     """The part of `environ` that init_ray hands to every Ray worker."""
     return {
         key: value for key, value in environ.items()
-        if key.startswith(FORWARDED_ENV_PREFIXES) and key not in NODE_LOCAL_ENV
+        if key.startswith(FORWARDED_ENV_PREFIXES) and key not in NOT_FORWARDED_ENV
     }
 
 

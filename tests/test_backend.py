@@ -115,7 +115,7 @@ def test_the_flash_attn_shim_does_not_count_as_flash_attn():
 def test_forwarded_env_selects_cluster_wide_prefixes_but_not_node_addresses():
     environ = {
         "SOAR_RLVR_TASK": "math", "HF_TOKEN": "hf_x", "HF_HOME": "/shared/hf", "NCCL_SOCKET_IFNAME": "ib0",
-        "VLLM_LOGGING_LEVEL": "ERROR", "DS_SKIP_CUDA_CHECK": "1", "VLLM_HOST_IP": "10.0.0.1",
+        "VLLM_LOGGING_LEVEL": "ERROR", "DS_SKIP_CUDA_CHECK": "1", "VLLM_HOST_IP": "10.0.0.1", "VLLM_PORT": "5000",
         "PATH": "/usr/bin", "CUDA_VISIBLE_DEVICES": "0", "HOME": "/root", "MY_HF_TOKEN": "no",
     }
     assert backend.forwarded_env(environ) == {
