@@ -4,6 +4,8 @@
 #   bash run.sh recipes/quickstart.yaml [key.sub=value ...]   run a recipe
 #   bash run.sh test [pytest args]                             run the test suite
 #   bash run.sh setup                                          only install (CI, cluster images)
+#   bash run.sh ray-start --head|--address ADDR [args]         start Ray on this node from the venv
+#   bash run.sh python SCRIPT [args]                           a Python script in the environment
 #   bash run.sh COMMAND [args]                                 any `soar` command: config, eval, ...
 #
 # The virtual environment lives in $SOAR_ORL_CACHE (default ~/.cache/soar-orl), in a folder named
@@ -21,7 +23,7 @@ say() { echo "[soar-orl] $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
@@ -78,6 +80,19 @@ export SOAR_BACKEND="$backend"
 case "$1" in
   setup) say "environment ready: $VENV" ;;
   test) shift; cd "$ROOT"; exec "$VENV/bin/python" -m pytest "$@" ;;
+  python) shift; exec "$VENV/bin/python" "$@" ;;
+  ray-start)
+    # Ray workers run the Python of the `ray start` that made their node and inherit its
+    # environment, not the driver's: start every node from this venv (the same path on every
+    # node), with the variables the stack reads. init_ray forwards the same prefixes again.
+    shift
+    case "${1:-}" in
+      --head|--address|--address=*) ;;
+      *) die "usage: bash run.sh ray-start --head|--address HEAD_IP:6379 [more ray start options]" ;;
+    esac
+    forwarded="$(env | grep -o '^\(SOAR\|HF\|NCCL\|VLLM\|DS\)_[A-Za-z0-9_]*' | sort | tr '\n' ' ' || true)"
+    say "ray start from $VENV (backend $backend); forwarding: ${forwarded:-no SOAR_/HF_/NCCL_/VLLM_/DS_ variables}"
+    exec "$VENV/bin/ray" start "$@" ;;
   *.yaml|*.yml) exec "$VENV/bin/python" -m soar_orl.cli run "$@" ;;
   *) exec "$VENV/bin/python" -m soar_orl.cli "$@" ;;
 esac

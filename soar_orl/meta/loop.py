@@ -75,7 +75,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
 
     # ------------------------------------------------------------------ pools
     # The student pool is created first and by the driver (see the hazards in DESIGN.md).
-    init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
+    init_ray(backend, declared_gpus=cfg.pools.cluster_gpus, shared_dir=str(run_dir.path))
     student_dir = str(resolve_model(cfg.model.student))
     pool = StudentPool(
         WorkerSpec(student_dir, cfg.data.task, student, backend, cfg.model.dtype, cfg.model.max_model_len,

@@ -1,0 +1,206 @@
+"""The full GPU path on one NVIDIA GPU in a few minutes, on the arithmetic world's tiny model.
+
+    bash scripts/gpu_smoke.sh                # on a machine with one NVIDIA GPU and the project's venv
+    bash run.sh python scripts/gpu_smoke.py --backend cpu   # the same code on the CPU backend
+
+Two phases, each in its own process so that each starts on an empty GPU:
+- student: one StudentWorker (OpenRLHF Actor + DeepSpeed ZeRO-2, and its colocated vLLM engine,
+  both on the GPU) runs one SOAR inner job: reset, RLOO steps with the weight sync after each
+  (CUDA IPC on GPU), greedy accuracy on Q_R. Then the engine's weights are read back inside
+  vLLM's worker process and compared with the trainer's, tensor by tensor, and vLLM's greedy
+  answers are compared with Hugging Face's on the trained weights.
+- teacher: the Teacher (OpenRLHF's Ray trainer with its vLLM engine, colocated on one GPU)
+  samples g*n outputs and takes one RLOO update on them.
+Prints one table row per check and exits non-zero if any failed.
+
+This has NOT been run on a GPU yet (written and run on the CPU backend only, 2026-12-01).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes" / "quickstart.yaml"
+ROW_PREFIX = "SMOKE-ROW "
+
+
+def smoke_config(backend: str):
+    """The quickstart recipe, cut to a smoke's size; bfloat16 on GPU (vLLM's GPU attention
+    backends need half precision), float32 on CPU."""
+    from soar_orl.config import load_config
+
+    return load_config(RECIPE, [
+        f"backend={backend}", f"model.dtype={'bfloat16' if backend == 'cuda' else 'float32'}",
+        "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=4", "student.max_new_tokens=16",
+        "student.train_micro_batch_size=16", "meta.g=2", "meta.n=4", "teacher.train_micro_batch_size=8",
+        "teacher.max_new_tokens=48", "pools.vllm_gpu_memory_utilization=0.2",
+    ])
+
+
+def _row(check: str, ok: bool, seconds: float, detail: str) -> dict:
+    return {"check": check, "ok": ok, "seconds": round(seconds, 1), "detail": detail}
+
+
+def engine_weight_sums(llm) -> dict[str, float]:
+    """Sum of every parameter of the model inside vLLM's worker process (run there by
+    collective_rpc), by vLLM's parameter name."""
+
+    def sums(worker) -> dict[str, float]:
+        return {name: p.detach().double().sum().item() for name, p in worker.model_runner.model.named_parameters()}
+
+    (result,) = llm.collective_rpc(sums)
+    return result
+
+
+def compare_weights(engine_sums: dict[str, float], trainer_sums: dict[str, float]) -> tuple[int, list[str]]:
+    """Tensors vLLM keeps under the Hugging Face name (not fused like qkv_proj or padded like the
+    embeddings) must hold the trainer's values: (how many were compared, names that differ)."""
+    shared = sorted(set(engine_sums) & set(trainer_sums))
+    differ = [n for n in shared if abs(engine_sums[n] - trainer_sums[n]) > 1e-6 * max(1.0, abs(trainer_sums[n]))]
+    return len(shared), differ
+
+
+def student_phase(backend: str) -> list[dict]:
+    import torch
+
+    from soar_orl.resolve import resolve_model, resolve_problems
+    from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
+    from soar_orl.teacher.parser import QAPair
+
+    cfg = smoke_config(backend)
+    rows = []
+    started = time.perf_counter()
+    spec = WorkerSpec(resolve_model(cfg.model.student), cfg.data.task, cfg.student, backend, cfg.model.dtype,
+                      cfg.model.max_model_len, cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
+    worker = StudentWorker(spec)
+    where = torch.cuda.get_device_name(0) if backend == "cuda" else "cpu"
+    rows.append(_row("student worker starts (DeepSpeed + vLLM)", True, time.perf_counter() - started, where))
+
+    problems = resolve_problems(cfg.data.hard_train)
+    pairs = tuple(QAPair(p.problem, p.answer) for p in problems)
+    train_pairs, eval_pairs = pairs[:16], pairs[16:48]
+    baseline = {n: p.detach().double().sum().item() for n, p in worker.policy.hf_model().named_parameters()}
+    started = time.perf_counter()
+    result, _ = worker.run_job(StudentJob("smoke", train_pairs, eval_pairs, steps=cfg.student.inner_steps, seed=0))
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    rows.append(_row(f"job: reset, {cfg.student.inner_steps} RLOO steps + sync, greedy eval", True,
+                     time.perf_counter() - started,
+                     f"Q_R accuracy {result.accuracy:.3f}, reward {[round(s.reward_mean, 3) for s in result.steps]}; {phases}"))
+
+    started = time.perf_counter()
+    trainer = {n: p.detach().double().sum().item() for n, p in worker.policy.hf_model().named_parameters()}
+    count, differ = compare_weights(engine_weight_sums(worker.engine.llm), trainer)
+    moved = sum(trainer[n] != baseline[n] for n in trainer)
+    rows.append(_row("vLLM holds the trained weights after the sync", count > 0 and not differ and moved > 0,
+                     time.perf_counter() - started,
+                     f"{count} tensors compared, {len(differ)} differ {differ[:3]}; {moved} tensors moved in training"))
+
+    started = time.perf_counter()
+    same, total = greedy_agreement(worker, eval_pairs[:8])
+    rows.append(_row("vLLM greedy == HF greedy on the trained weights", same == total, time.perf_counter() - started,
+                     f"{same}/{total} answers identical"))
+    return rows
+
+
+def greedy_agreement(worker, pairs) -> tuple[int, int]:
+    import torch
+
+    model = worker.policy.hf_model()
+    vllm_answers = worker.greedy_answers(pairs)
+    same = 0
+    for pair, answer in zip(pairs, vllm_answers, strict=True):
+        ids = torch.tensor([worker._prompt_ids(pair.question)], device=next(model.parameters()).device)
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=worker.spec.student.max_new_tokens,
+                                 do_sample=False, pad_token_id=worker.tokenizer.pad_token_id)
+        same += worker.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == answer
+    return same, len(pairs)
+
+
+def teacher_phase(backend: str) -> list[dict]:
+    import ray
+
+    from soar_orl.backend import init_ray
+    from soar_orl.resolve import resolve_model
+    from soar_orl.tasks import build_task
+    from soar_orl.teacher.parser import QAPair
+    from soar_orl.teacher.trainer import Teacher
+
+    cfg = smoke_config(backend)
+    rows = []
+    started = time.perf_counter()
+    init_ray(backend, declared_gpus=1)
+    out = Path(tempfile.mkdtemp(prefix="soar-gpu-smoke-"))
+    teacher = Teacher(cfg, backend, resolve_model(cfg.model.teacher), str(out / "teacher"), str(out / "optimizer"))
+    rows.append(_row("teacher starts (OpenRLHF actor, reference, vLLM)", True, time.perf_counter() - started, ""))
+    try:
+        started = time.perf_counter()
+        num = cfg.meta.g * cfg.meta.n
+        task = build_task(cfg.data.task)
+        texts = teacher.sample(task.teacher_prompt(), num, step=0)
+        valid = sum(isinstance(task.parse_teacher_output(t), QAPair) for t in texts)
+        rows.append(_row(f"teacher samples g*n={num}", len(texts) == num, time.perf_counter() - started,
+                         f"{valid}/{len(texts)} parse as question + answer"))
+        started = time.perf_counter()
+        status = teacher.update(0, list(range(num)), [float(i % 2) for i in range(num)])
+        shown = {k: round(v, 4) for k, v in status.items() if isinstance(v, float)}
+        rows.append(_row("teacher RLOO update + weight sync to its engine", bool(status), time.perf_counter() - started,
+                         json.dumps(dict(list(shown.items())[:4]))))
+    finally:
+        teacher.shutdown()
+        ray.shutdown()
+    return rows
+
+
+PHASES = {"student": student_phase, "teacher": teacher_phase}
+
+
+def run_phase(name: str, backend: str) -> None:
+    """In the phase's own process: print each row for the parent, a failure as a row too."""
+    started = time.perf_counter()
+    try:
+        rows = PHASES[name](backend)
+    except Exception as err:  # a smoke reports what broke, then the parent decides
+        traceback.print_exc()
+        rows = [_row(f"{name} phase", False, time.perf_counter() - started, f"{type(err).__name__}: {err}"[:300])]
+    for row in rows:
+        print(ROW_PREFIX + json.dumps(row), flush=True)
+
+
+def print_table(rows: list[dict]) -> None:
+    width = max(len(r["check"]) for r in rows)
+    print(f"\n{'check':{width}s}  result  seconds  detail")
+    for r in rows:
+        print(f"{r['check']:{width}s}  {'PASS' if r['ok'] else 'FAIL':6s}  {r['seconds']:7.1f}  {r['detail']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--phase", choices=sorted(PHASES), help="run one phase in this process (used internally)")
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args.phase, args.backend)
+        return 0
+    rows = []
+    for name in PHASES:
+        done = subprocess.run([sys.executable, __file__, "--backend", args.backend, "--phase", name],
+                              stdout=subprocess.PIPE, text=True)
+        phase_rows = [json.loads(line[len(ROW_PREFIX):]) for line in done.stdout.splitlines() if line.startswith(ROW_PREFIX)]
+        if not phase_rows:
+            phase_rows = [_row(f"{name} phase", False, 0.0, f"exited {done.returncode} without a result")]
+        rows += phase_rows
+    print_table(rows)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
