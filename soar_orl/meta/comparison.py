@@ -28,7 +28,7 @@ from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
 from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
-from soar_orl.meta.run_dir import read_jsonl
+from soar_orl.meta.run_dir import baseline_student_dir, read_jsonl
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
@@ -52,7 +52,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         models["Hard-Only"] = _train_student(cfg, run_path, "hard_only", resolve_problems(cfg.data.hard_train))
     if "oracle" in cfg.evaluation.after_run:
         models["Oracle"] = _train_student(cfg, run_path, "oracle", resolve_problems(cfg.data.full_train))
-    models["SOAR-PS"] = str(_promoted_student(cfg, run_path) or models["base"])
+    models["SOAR-PS"] = str(baseline_student_dir(run_path) or models["base"])
     if not promoted:
         notes["SOAR-PS"] = "no promotion: the base student"
     if "pq" in cfg.evaluation.after_run:
@@ -190,24 +190,6 @@ def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
                            f"{cfg.teacher.max_attempts_factor * wanted} samples")
     log.info("SOAR-T: %d valid teacher questions from %s", min(len(pairs), wanted), teacher_dir)
     return [Problem(f"t-{i}", pair.question, pair.answer) for i, pair in enumerate(pairs[:wanted])]
-
-
-def _promoted_student(cfg: SoarConfig, run_path: Path) -> Path | None:
-    """The run's baseline student as a Hugging Face folder, or None if it was never promoted."""
-    weights = run_path / "checkpoints" / "baseline_student.safetensors"
-    if not weights.exists():
-        return None
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = resolve_model(cfg.model.student)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, cfg.model.dtype))
-    model.load_state_dict(load_file(str(weights)))
-    out = run_path / "checkpoints" / "promoted_student"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    return out
 
 
 def _slug(method: str) -> str:

@@ -141,7 +141,7 @@ class PromotionTracker:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a saved state; refuse (listing every difference) one that does not fit."""
-        problems = _key_differences("state", set(self.state_dict()), state)
+        problems = key_differences("state", set(self.state_dict()), state)
         if not isinstance(state, Mapping):
             raise StateMismatchError(problems[0])
         saved_params = state.get("params", {})
@@ -158,7 +158,7 @@ class PromotionTracker:
             )
         entry_keys = {field.name for field in fields(PQEntry)}
         for index, entry in enumerate(state.get("archive", [])):
-            problems += _key_differences(f"archive[{index}]", entry_keys, entry)
+            problems += key_differences(f"archive[{index}]", entry_keys, entry)
         if problems:
             raise StateMismatchError("promotion state does not fit this tracker:\n- " + "\n- ".join(problems))
         self._last_step = state["last_step"]
@@ -187,7 +187,8 @@ def _check_step(
     return rewards, accs
 
 
-def _key_differences(where: str, expected: set[str], found: Any) -> list[str]:
+def key_differences(where: str, expected: set[str], found: Any) -> list[str]:
+    """What keeps `found` from being a dict with exactly the `expected` keys (empty: nothing)."""
     if not isinstance(found, Mapping):
         return [f"{where}: expected a dict, found {type(found).__name__}"]
     differences = []

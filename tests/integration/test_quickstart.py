@@ -63,7 +63,7 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
         rows = [json.loads(line) for line in (run_dir / "baselines" / baseline / "metrics.jsonl").read_text().splitlines()]
         assert [row["step"] for row in rows] == [1, 2]
         assert (run_dir / "baselines" / baseline / "checkpoints" / "student" / "model.safetensors").exists()
-    assert (run_dir / "checkpoints" / "promoted_student" / "model.safetensors").exists()
+    assert (run_dir / "checkpoints" / "baseline_student" / "model.safetensors").exists()  # SOAR-PS, an HF folder
     assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
     # SOAR-T learned from questions its final teacher wrote: its set holds the budget's worth of them.
     # Every fresh student trained on exactly the budget's prompts, drawn from its set.
