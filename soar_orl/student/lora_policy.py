@@ -11,12 +11,15 @@ schedule with the same betas, eps, weight decay and min-LR ratio (read from the 
 argument defaults). The optimizer is torch's AdamW on the adapter's parameters instead of a
 ZeRO-2 DeepSpeed engine: a single-rank worker's ZeRO partitions nothing, and S engines over one
 shared module would each own (and offload, cast, reset) the whole model. The KL anchor is the
-base itself, computed with the adapter disabled (no second copy of the weights).
+base itself, computed with no adapter (no second copy of the weights). All slots of a lockstep
+step train in the same forward and backward passes (`train_step`), each row through its own
+adapter, which on a small model costs about what one slot alone does.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -78,7 +81,11 @@ class LoraPolicies:
         model = get_peft_model(base, self.peft_config, adapter_name=self.slot_name(0))
         for slot in range(1, slots):
             model.add_adapter(self.slot_name(slot), self.peft_config)
-        self.model = model.to(self.device)
+        # Every slot trains at once through peft's mixed-adapter batches, which peft allows only
+        # outside training mode (no dropout here, so eval mode changes nothing else).
+        self.model = model.to(self.device).eval()
+        for name, param in self.model.named_parameters():
+            param.requires_grad_("lora_" in name)
         self.actor = _actor_around(Actor, self.model, student.temperature)
         self.loss_fn = PolicyLoss()
         # The experience maker only reads the strategy's args (advantage estimator, group size).
@@ -108,7 +115,7 @@ class LoraPolicies:
         )
         scheduler = get_scheduler(
             "cosine_with_min_lr", optimizer, num_warmup_steps=0, num_training_steps=max(1, total_steps),
-            scheduler_specific_kwargs={"min_lr": self.lr * self.args.actor.min_lr_ratio},
+            scheduler_specific_kwargs={"min_lr_rate": self.args.actor.min_lr_ratio},
         )
         self._optimizers[slot] = (optimizer, scheduler)
 
@@ -154,19 +161,31 @@ class LoraPolicies:
 
     # ------------------------------------------------------------------ training
 
-    def train_step(self, slot: int, batch: RolloutBatch) -> StepStats:
-        """One RLOO update of the slot's adapter on a batch laid out prompt-major."""
+    def train_step(self, slots: Sequence[int], batch: RolloutBatch) -> list[StepStats]:
+        """One RLOO update of each slot's adapter, all in the same forward passes.
+
+        `batch` holds len(slots) equal blocks of rows (prompt-major inside each block); block j
+        is slot j's rollouts. Each row goes through its own adapter (peft's mixed-adapter batch),
+        and each slot's loss is OpenRLHF's PolicyLoss on its own rows only, so its gradient is
+        exactly the one a separate update would give; then each slot steps its own optimizer.
+        """
         from openrlhf.models.utils import compute_approx_kl
         from openrlhf.trainer.ppo_utils.experience import Experience
 
-        optimizer, scheduler = self._optimizers[slot]
-        self.model.set_adapter(self.slot_name(slot))
+        rows = len(batch.rewards_B) // len(slots)
+        if rows * len(slots) != len(batch.rewards_B) or len(set(slots)) != len(slots):
+            raise ValueError(f"{len(batch.rewards_B)} rows do not split into blocks for distinct slots {list(slots)}")
+        adapter_R = [self.slot_name(slot) for slot in slots for _ in range(rows)]
         batch = _to_device(batch, self.device)
         with torch.no_grad():
-            old_log_probs = self.actor(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+            old_log_probs = self.actor(
+                batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT, adapter_names=adapter_R
+            )
             if self.student.kl_coef > 0:
-                with self.model.disable_adapter():
-                    base_log_probs = self.actor(batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT)
+                base_log_probs = self.actor(
+                    batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT,
+                    adapter_names=["__base__"] * len(adapter_R),
+                )
                 kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator="k1") * batch.action_mask_BA
             else:
                 base_log_probs, kl = None, torch.zeros_like(old_log_probs)
@@ -180,31 +199,45 @@ class LoraPolicies:
             rewards=batch.rewards_B.clone(),
             index=list(range(len(batch.rewards_B))),
         )
+        # RLOO groups are group_size consecutive rows, so they never straddle two blocks.
         (experience,) = self.experience_maker.compute_advantages_and_returns([experience])
 
-        # As DeepSpeed does with gradient accumulation: each micro loss scaled by 1/micro batches.
+        # As DeepSpeed's gradient accumulation does: each micro loss scaled by 1 / micro batches.
         micro = self.student.train_micro_batch_size
-        starts = range(0, len(batch.rewards_B), micro)
-        losses = []
+        starts = range(0, rows, micro)
+        losses: list[list[float]] = [[] for _ in slots]
         for start in starts:
-            rows = slice(start, start + micro)
-            part = batch.rows(start, start + micro)
-            log_probs = self.actor(part.sequences_BT, part.action_mask_BA, part.attention_mask_BT)
-            loss = self.loss_fn(
-                log_probs, old_log_probs[rows], experience.advantages[rows], action_mask=part.action_mask_BA
-            )[0]
-            (loss / len(starts)).backward()
-            losses.append(loss.item())
-        torch.nn.utils.clip_grad_norm_(self.parameters(slot), self.args.actor.max_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens = batch.action_mask_BA.sum().clamp(min=1)
-        return StepStats(
-            loss=sum(losses) / len(losses),
-            reward_mean=batch.rewards_B.mean().item(),
-            kl_mean=(kl.sum() / tokens).item(),
-        )
+            picked = [block * rows + i for block in range(len(slots)) for i in range(start, min(start + micro, rows))]
+            log_probs = self.actor(
+                batch.sequences_BT[picked], batch.action_mask_BA[picked], batch.attention_mask_BT[picked],
+                adapter_names=[adapter_R[i] for i in picked],
+            )
+            width = len(picked) // len(slots)
+            total = 0.0
+            for block in range(len(slots)):
+                own, mine = slice(block * width, (block + 1) * width), picked[block * width : (block + 1) * width]
+                loss = self.loss_fn(
+                    log_probs[own], old_log_probs[mine], experience.advantages[mine],
+                    action_mask=batch.action_mask_BA[mine],
+                )[0]
+                total = total + loss
+                losses[block].append(loss.item())
+            (total / len(starts)).backward()
+        stats = []
+        for block, slot in enumerate(slots):
+            optimizer, scheduler = self._optimizers[slot]
+            torch.nn.utils.clip_grad_norm_(self.parameters(slot), self.args.actor.max_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            own = slice(block * rows, (block + 1) * rows)
+            tokens = batch.action_mask_BA[own].sum().clamp(min=1)
+            stats.append(StepStats(
+                loss=sum(losses[block]) / len(losses[block]),
+                reward_mean=batch.rewards_B[own].mean().item(),
+                kl_mean=(kl[own].sum() / tokens).item(),
+            ))
+        return stats
 
     def _lora_layers(self):
         from peft.tuners.lora import LoraLayer

@@ -99,15 +99,15 @@ class LoraStudentWorker(StudentWorker):
             labels = [pair.answer for _, pair in order for _ in range(cfg.group_size)]
             rewards = [self.levels.reward(g.outcome) for g in self.task.grade_many(texts, labels)]
             started = clock.add("rollout", started)
-            for rank, slot in enumerate(active):
-                rows = range(rank * cfg.batch_prompts, (rank + 1) * cfg.batch_prompts)  # this job's prompts
-                batch = pack_rollouts(
-                    prompts_B=[prompts[i] for i in rows for _ in range(cfg.group_size)],
-                    responses_B=[g.token_ids for i in rows for g in groups[i]],
-                    rewards_B=rewards[rows.start * cfg.group_size : rows.stop * cfg.group_size],
-                    pad_id=self.tokenizer.pad_token_id,
-                )
-                steps[slot].append(self.policies.train_step(slot, batch))
+            # Job-major blocks of batch_prompts x group_size rows: one batch, one update of all.
+            batch = pack_rollouts(
+                prompts_B=[prompt for prompt in prompts for _ in range(cfg.group_size)],
+                responses_B=[g.token_ids for group in groups for g in group],
+                rewards_B=rewards,
+                pad_id=self.tokenizer.pad_token_id,
+            )
+            for slot, stats in zip(active, self.policies.train_step(active, batch)):
+                steps[slot].append(stats)
             started = clock.add("train", started)
             for slot in active:
                 adapter_dir = self.policies.save_adapter(slot, self.engine.adapter_dir(names[slot]))
