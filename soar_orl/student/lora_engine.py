@@ -20,6 +20,8 @@ from soar_orl.student.engine import Generation, RolloutEngine
 # vLLM accepts only these values of max_lora_rank (vllm/config/lora.py, MaxLoRARanks in 0.29).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
+CPU_MAX_NUM_SEQS = 256  # vLLM's CPU default for the LLM class
+
 
 def vllm_max_lora_rank(rank: int) -> int:
     """The smallest rank vLLM accepts as max_lora_rank that holds adapters of `rank`."""
@@ -41,10 +43,18 @@ class LoraRolloutEngine(RolloutEngine):
         max_loras: int,
         max_lora_rank: int,
     ) -> None:
+        extra = {}
+        if backend == "cpu":
+            # vLLM 0.29 rewinds a seeded request's generator when its prefill is split across
+            # steps (gpu_model_runner.py:3785, `gen.set_offset`), which a CPU generator refuses
+            # ("CPU Generator does not use offset") and the engine dies. S jobs' rollouts in one
+            # call exceed the CPU default budget of 4096 prompt tokens per step, so the budget
+            # is made large enough that no prompt is ever split. (Belongs in backend.py.)
+            extra = dict(max_num_seqs=CPU_MAX_NUM_SEQS, max_num_batched_tokens=CPU_MAX_NUM_SEQS * max_model_len)
         super().__init__(
             model_dir, backend, dtype, max_model_len, seed, gpu_memory_utilization,
             enable_lora=True, max_loras=max_loras, max_cpu_loras=max_loras,
-            max_lora_rank=vllm_max_lora_rank(max_lora_rank),
+            max_lora_rank=vllm_max_lora_rank(max_lora_rank), **extra,
         )
         self._last_id = 0
         self._served: dict[str, object] = {}  # student name -> its current LoRARequest

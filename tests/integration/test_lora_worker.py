@@ -73,6 +73,13 @@ def test_two_students_train_in_lockstep_and_the_engine_serves_each(boxed_digit_m
     # Reset is a fresh adapter: zero steps on the same slots answer as the base does.
     (fresh, _), = worker.run_jobs([job("fresh", "7", 0, 3)])
     assert fresh.answers_Q == worker.greedy_answers(EVAL)
+
+    # Promotion: the merged adapter becomes the base of trainer and engine (weights reloaded
+    # into the LoRA-enabled engine), and the base now answers as the promoted student did.
+    from soar_orl.student.lora_weights import merge_adapter
+
+    worker.set_baseline(merge_adapter(worker.policies.base_state_dict(), adapter_7))
+    assert worker.greedy_answers(EVAL) == sevens.answers_Q
     print(f"LoRA worker test: {time.perf_counter() - started:.1f} s")
 
 
