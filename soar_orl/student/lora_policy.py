@@ -132,6 +132,12 @@ class LoraPolicies:
             self.lora.rank, self.lora.alpha, {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
         )
 
+    def set_adapter_weights(self, slot: int, adapter: AdapterWeights) -> None:
+        """Load trained adapter tensors (peft's saved names) into a slot."""
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.model, adapter.tensors, adapter_name=self.slot_name(slot))
+
     def save_adapter(self, slot: int, directory: str | Path) -> Path:
         """Write the slot's adapter as a peft folder (what vLLM's LoRARequest loads)."""
         from safetensors.torch import save_file
