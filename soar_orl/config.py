@@ -122,6 +122,36 @@ class RewardLevelsConfig(_Section):
         return RewardLevels(self.correct, self.unverified, self.wrong, self.no_answer)
 
 
+class LoraConfig(_Section):
+    """Students as LoRA adapters on one frozen base (rank > 0) instead of full fine-tuning
+    (rank 0, the paper's setting). A LoRA worker holds the base once, trains up to
+    `pools.students_per_worker` adapters in lockstep and serves them all from one vLLM engine."""
+
+    rank: int = Field(0, ge=0)
+    """LoRA rank r of every adapted projection; 0 = full fine-tuning (the default)."""
+    alpha: float = Field(32.0, gt=0.0)
+    """LoRA scale numerator: the update is (alpha / rank) * B @ A. 32 is the value "LoRA Without
+    Regret" (Thinking Machines, 2025) keeps fixed across ranks, which makes the best learning
+    rate nearly independent of the rank."""
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+    )
+    """Linear layers that get an adapter (names as in the Hugging Face Llama modules): attention
+    and MLP projections, as "LoRA Without Regret" finds that MLP adapters matter most."""
+    lr: float | None = Field(None, gt=0.0)
+    """Adapter learning rate; null = 10 x student.lr, the ratio at which "LoRA Without Regret"
+    (Thinking Machines, 2025) finds LoRA matches full fine-tuning in RL (their finding, not
+    measured here beyond `soar bench student-pool`)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    def learning_rate(self, student_lr: float) -> float:
+        return self.lr if self.lr is not None else 10.0 * student_lr
+
+
 class StudentConfig(_Section):
     inner_steps: int = Field(10, ge=1)
     """RLOO steps of each inner run on a teacher dataset X_k."""
@@ -155,6 +185,8 @@ class StudentConfig(_Section):
     what soar-orl derives."""
     reward: RewardLevelsConfig = Field(default_factory=RewardLevelsConfig)
     """Shaped reward levels for student answers."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """LoRA students (rank 0: full fine-tuning, the paper's setting)."""
 
 
 MetaMode = Literal["grounded", "intrinsic", "base_teacher", "hard_only", "oracle"]
@@ -225,6 +257,10 @@ class PoolsConfig(_Section):
     """A student job running longer than this is failed and retried on a fresh worker."""
     job_retries: int = Field(2, ge=0)
     """Retries of a failed student job before the outer step fails."""
+    students_per_worker: int = Field(1, ge=1)
+    """Inner jobs one student worker runs at once, in lockstep (one batched vLLM call per inner
+    step, one adapter per job). Above 1 only with LoRA students (student.lora.rank > 0): full
+    fine-tuning holds one trainable copy of the student per worker."""
 
     @property
     def cluster_gpus(self) -> int:
@@ -339,6 +375,11 @@ class SoarConfig(_Section):
             problems.append(
                 f"student.train_micro_batch_size ({student.train_micro_batch_size}) must divide "
                 f"student.batch_prompts x student.group_size ({student.batch_prompts * student.group_size})"
+            )
+        if pools.students_per_worker > 1 and not student.lora.enabled:
+            problems.append(
+                f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
+                f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
             )
         if "oracle" in self.evaluation.after_run and not self.data.full_train:
             problems.append("evaluation.after_run: oracle needs data.full_train")

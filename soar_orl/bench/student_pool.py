@@ -7,11 +7,17 @@
 Prints jobs per minute for both and where the time goes (start-up, reset, rollout, training,
 weight sync, evaluation). Tiny random Llama, math task, CPU backend: a throughput measurement,
 not a learning one.
+
+With `--lora-rank R --students-per-worker S` it compares instead, on the model and student
+settings of a recipe (default: the quickstart's arithmetic world), one persistent full
+fine-tuning worker (one job at a time) with one LoRA worker (S jobs in lockstep on one base),
+on the same jobs and cores; see `run_lora`.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,9 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-prompts", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument(
+        "--lora-rank", type=int, default=0,
+        help="> 0: compare full fine-tuning with LoRA students of this rank (settings from --recipe)",
+    )
+    parser.add_argument("--students-per-worker", type=int, default=16, help="LoRA jobs in lockstep (with --lora-rank)")
+    parser.add_argument("--recipe", default="recipes/quickstart.yaml", help="model and student settings (with --lora-rank)")
+    parser.add_argument("--lora-jobs", type=int, default=None, help="jobs (with --lora-rank; default --students-per-worker)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.lora_rank > 0:
+        return run_lora(args)
     import ray
 
     from soar_orl.backend import init_ray
@@ -84,4 +99,84 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {mode} | {wall:.1f} | {60 * len(results) / wall:.2f} | {cells} |")
     fresh_wall, persistent_wall = rows["fresh engine per job"][0], rows["persistent pool"][0]
     print(f"\npersistent pool / fresh engines: {fresh_wall / persistent_wall:.2f}x the jobs per minute")
+    return 0
+
+
+def run_lora(args: argparse.Namespace) -> int:
+    """Full fine-tuning vs LoRA students: the same jobs on the same cores, one after the other.
+
+    Each side is one Ray actor on the recipe's model: a StudentWorker (OpenRLHF Actor + DeepSpeed
+    + vLLM) running the jobs one by one, then a LoRA worker running them S at a time in lockstep.
+    Jobs per minute count the jobs' wall time only; start-up (Ray actor, engines; paid once per
+    worker in a run of hundreds of steps) is printed beside it. The jobs: the recipe's inner job
+    (student.* settings) on --lora-jobs datasets of meta.n seeded sums, each scored on a Q_R of
+    data.q_r_size hard train problems.
+    """
+    import ray
+
+    from soar_orl.backend import init_ray
+    from soar_orl.config import derive_config, load_config
+    from soar_orl.resolve import resolve_model, resolve_problems
+    from soar_orl.student.lora_worker import LoraStudentWorker
+    from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
+    from soar_orl.teacher.parser import QAPair
+
+    students = args.students_per_worker
+    cfg = load_config(args.recipe)
+    cfg = derive_config(cfg, {"student.lora.rank": args.lora_rank, "pools.students_per_worker": students})
+    full_student = cfg.student.model_copy(update={"lora": cfg.student.lora.model_copy(update={"rank": 0})})
+    model_dir = resolve_model(cfg.model.student)
+    q_r = tuple(QAPair(p.problem, p.answer) for p in resolve_problems(cfg.data.hard_train)[: cfg.data.q_r_size])
+    count = args.lora_jobs or students
+    rng = random.Random(cfg.run.seed)
+    datasets = [
+        tuple(QAPair(f"{a}+{b}", str(a + b)) for a, b in ((rng.randint(0, 999), rng.randint(0, 99)) for _ in range(cfg.meta.n)))
+        for _ in range(count)
+    ]
+    jobs = [StudentJob(f"job{i}", data, q_r, steps=cfg.student.inner_steps, seed=i) for i, data in enumerate(datasets)]
+    init_ray("cpu", declared_gpus=1)
+
+    def measure(label: str, make_actor, run_all) -> tuple[str, float, float, list]:
+        started = time.perf_counter()
+        actor = make_actor()
+        ray.get(actor.ping.remote())
+        startup = time.perf_counter() - started
+        started = time.perf_counter()
+        results = run_all(actor)
+        wall = time.perf_counter() - started
+        ray.kill(actor)
+        return label, wall, startup, results
+
+    def spec(student) -> WorkerSpec:
+        return WorkerSpec(model_dir, cfg.data.task, student, "cpu", cfg.model.dtype, cfg.model.max_model_len)
+
+    actor_options = dict(num_gpus=1, num_cpus=1)
+    rows = [
+        measure(
+            "full fine-tuning, 1 job at a time",
+            lambda: ray.remote(StudentWorker).options(**actor_options).remote(spec(full_student)),
+            lambda actor: [ray.get(actor.run_job.remote(job))[0] for job in jobs],
+        ),
+        measure(
+            f"LoRA rank {args.lora_rank}, {students} jobs in lockstep",
+            lambda: ray.remote(LoraStudentWorker).options(**actor_options).remote(spec(cfg.student), students),
+            lambda actor: [result for result, _ in ray.get(actor.run_jobs.remote(jobs))],
+        ),
+    ]
+    ray.shutdown()
+
+    student = cfg.student
+    print(f"\n{count} jobs x {student.inner_steps} RLOO steps ({student.batch_prompts} prompts x "
+          f"{student.group_size} samples, <= {student.max_new_tokens} tokens), Q_R of {len(q_r)}; "
+          f"model {cfg.model.student} from {args.recipe}; 1 worker, CPU backend")
+    phases = ("reset", "rollout", "train", "sync", "eval")
+    print("| mode | startup s | jobs wall s | jobs/min | " + " | ".join(f"{p} s" for p in phases) + " | mean Q_R acc |")
+    print("|" + "---|" * (5 + len(phases)))
+    for label, wall, startup, results in rows:
+        phase = {p: sum(r.timings.get(p, 0.0) for r in results) for p in phases}
+        cells = " | ".join(f"{phase[p]:.1f}" for p in phases)
+        accuracy = sum(r.accuracy for r in results) / len(results)
+        print(f"| {label} | {startup:.1f} | {wall:.1f} | {60 * len(results) / wall:.2f} | {cells} | {accuracy:.3f} |")
+    (_, full_wall, _, _), (_, lora_wall, _, _) = rows
+    print(f"\nlora/full jobs-per-minute ratio: {full_wall / lora_wall:.2f}")
     return 0

@@ -29,8 +29,10 @@ class RolloutEngine:
         max_model_len: int,
         seed: int,
         gpu_memory_utilization: float,
+        **llm_kwargs,
     ) -> None:
-        kwargs = vllm_engine_kwargs(backend, dtype, max_model_len, seed)  # sets vLLM env: before import
+        """llm_kwargs: further `vllm.LLM` arguments (the LoRA engine's enable_lora, max_loras, ...)."""
+        kwargs = vllm_engine_kwargs(backend, dtype, max_model_len, seed) | llm_kwargs  # sets vLLM env: before import
         from vllm import LLM
 
         if backend == "cuda":
