@@ -92,6 +92,8 @@ case "$1" in
     esac
     forwarded="$(env | grep -o '^\(SOAR\|HF\|NCCL\|VLLM\|DS\)_[A-Za-z0-9_]*' | sort | tr '\n' ' ' || true)"
     say "ray start from $VENV (backend $backend); forwarding: ${forwarded:-no SOAR_/HF_/NCCL_/VLLM_/DS_ variables}"
+    # Reap a killed worker's children (its vLLM engine keeps the GPU otherwise): backend.init_ray.
+    export RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper="${RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper:-1}"
     exec "$VENV/bin/ray" start "$@" ;;
   *.yaml|*.yml) exec "$VENV/bin/python" -m soar_orl.cli run "$@" ;;
   *) exec "$VENV/bin/python" -m soar_orl.cli "$@" ;;

@@ -173,6 +173,9 @@ def forwarded_env(environ: dict[str, str]) -> dict[str, str]:
     }
 
 
+RAY_REAP_CHILDREN_ENV = "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"
+
+
 def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None, shared_dir: str | None = None) -> None:
     """Join the Ray cluster that `ray start` made (GPU clusters), else start a local one.
 
@@ -187,6 +190,11 @@ def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None, 
     import soar_orl
 
     if not ray.is_initialized():
+        # A student worker killed by the pool (timeout, crash) leaves its vLLM EngineCore child
+        # running unless the raylet reaps it; a replacement on the same GPU would then fail vLLM's
+        # free-memory check. Ray does this only when asked (read by the raylet a local
+        # `ray.init` starts; `run.sh ray-start` sets it for clusters).
+        os.environ.setdefault(RAY_REAP_CHILDREN_ENV, "1")
         # Ship this checkout's soar_orl to every worker (other nodes may not have it on their path).
         runtime_env: dict = {
             "py_modules": [os.path.dirname(soar_orl.__file__)],
