@@ -36,6 +36,7 @@ FIELD_FLAGS: dict[str, tuple[str, ...]] = {
 
 # The training settings both trainers must agree on, as paths into OpenRLHF's namespace.
 TRAINING_SETTINGS: tuple[str, ...] = (
+    "actor.optim",
     "actor.adam.lr",
     "actor.adam.betas",
     "actor.adam.eps",

@@ -111,7 +111,7 @@ class StudentPolicy:
                 gradient_checkpointing_kwargs={"use_reentrant": self.args.actor.gradient_checkpointing_reentrant}
             )
         optim_cfg = dict(
-            optim="adam",
+            optim=self.args.actor.optim,
             muon=vars(self.args.actor.muon),
             adam=vars(self.args.actor.adam),
             lr_scheduler=self.args.actor.lr_scheduler,
