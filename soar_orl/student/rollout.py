@@ -32,6 +32,27 @@ class RolloutBatch:
             self.rewards_B[start:stop],
         )
 
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        """The batch on `device` (the trainer's), every tensor together."""
+        return RolloutBatch(*(t.to(device) for t in (
+            self.sequences_BT, self.attention_mask_BT, self.action_mask_BA, self.rewards_B
+        )))
+
+
+def require_device(device: torch.device | str, **tensors: torch.Tensor) -> None:
+    """Raise if any named tensor is not on `device`. The trainer's tensors must share one device:
+    on GPU a CPU tensor fails deep inside a kernel call, or silently runs a 3B model on the CPU."""
+    want = torch.device(device)
+    wrong = {name: t.device for name, t in tensors.items() if not _same_device(t.device, want)}
+    if wrong:
+        raise RuntimeError(f"tensors not on the trainer's device {want}: "
+                           + ", ".join(f"{name} on {where}" for name, where in wrong.items()))
+
+
+def _same_device(have: torch.device, want: torch.device) -> bool:
+    # `cuda` means the current CUDA device; compare indices only when both name one.
+    return have.type == want.type and (have.index is None or want.index is None or have.index == want.index)
+
 
 def pack_rollouts(
     prompts_B: Sequence[Sequence[int]],

@@ -182,7 +182,14 @@ class StudentWorker:
             pad_id=self.tokenizer.pad_token_id,
         )
         started = clock.add("rollout", started)
+        if cfg.vllm_sleep:
+            # The engine's weights go to host memory and its KV cache is freed while DeepSpeed
+            # trains; the sync below then overwrites the woken weights. GPU only (config.py); the
+            # engine must be started with `enable_sleep_mode=True`.
+            self.engine.llm.sleep(level=1)
         stats = self.policy.train_step(rollouts)
+        if cfg.vllm_sleep:
+            self.engine.llm.wake_up()
         started = clock.add("train", started)
         self.engine.load_weights(self.policy.hf_model())
         self._engine_holds_baseline = False

@@ -162,3 +162,5 @@ def test_every_other_variant_runs_its_cpu_recipe(tmp_path, recipe):
         assert [row["step"] for row in rows] == [1, 2]
         assert all(0.0 <= row["rlvr/reward"] <= 1.0 for row in rows)
         assert (run_dir / "checkpoints" / "student" / "model.safetensors").exists()
+        assert json.loads((run_dir / "method.json").read_text())["method"] == "Oracle"
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["meta"]["mode"] == "oracle"

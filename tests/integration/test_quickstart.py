@@ -59,9 +59,10 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     assert all(json.dumps(pair["question"])[1:-1] in prompts for row in promoted for pair in row["pairs"])
     # Each fresh student took the budget's RLVR steps in OpenRLHF (its weights need not move: RLOO
     # gives no gradient to groups whose samples all score the same, common on 0/64 problems).
-    for baseline in ("hard_only", "soar_pq", "soar_t"):
+    for baseline, method in (("hard_only", "Hard-Only"), ("soar_pq", "SOAR-PQ"), ("soar_t", "SOAR-T")):
         rows = [json.loads(line) for line in (run_dir / "baselines" / baseline / "metrics.jsonl").read_text().splitlines()]
         assert [row["step"] for row in rows] == [1, 2]
+        assert json.loads((run_dir / "baselines" / baseline / "method.json").read_text())["method"] == method
         assert (run_dir / "baselines" / baseline / "checkpoints" / "student" / "model.safetensors").exists()
     assert (run_dir / "checkpoints" / "baseline_student" / "model.safetensors").exists()  # SOAR-PS, an HF folder
     assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
