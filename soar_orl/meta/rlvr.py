@@ -31,6 +31,7 @@ from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
 
 TB_SUBDIR = "openrlhf"
+REWARD_FILE = "rlvr_reward.py"  # in the run directory: OpenRLHF's reward.remote_url
 # Which comparison method a run directory's student is (its meta.mode says only hard_only or
 # oracle, also for SOAR-PQ and SOAR-T, which train by the same RLVR on other problems).
 METHOD_FILE = "method.json"
@@ -76,7 +77,7 @@ def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path,
         "data.apply_chat_template": True,
         "data.max_len": cfg.model.max_model_len,
         "data.max_samples": prompt_budget(cfg),  # the whole file (budget_order)
-        "reward.remote_url": rlvr_reward.__file__,
+        "reward.remote_url": str(run_dir.path / REWARD_FILE),
         "vllm.num_engines": world // pools.gpus_per_student_worker,
         "vllm.tensor_parallel_size": pools.gpus_per_student_worker,
         "vllm.gpu_memory_utilization": pools.vllm_gpu_memory_utilization,
@@ -109,7 +110,11 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     # the environment, which init_ray forwards to every Ray worker.
     os.environ[rlvr_reward.TASK_ENV] = cfg.data.task
     os.environ[rlvr_reward.LEVELS_ENV] = json.dumps(cfg.student.reward.levels().__dict__)
-    init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
+    # OpenRLHF loads the reward function by path inside each engine actor, on whichever node it
+    # runs: this checkout's path may not exist there, the (shared) run directory does, and the
+    # actors import soar_orl from the package init_ray ships to every node.
+    (run_dir.path / REWARD_FILE).write_text(f"from {rlvr_reward.__name__} import reward_func  # noqa: F401\n")
+    init_ray(backend, declared_gpus=cfg.pools.cluster_gpus, shared_dir=str(run_dir.path))
     model_dir = resolve_model(cfg.model.student)
     args = openrlhf_args(rlvr_flags(cfg, backend, model_dir, prompts, run_dir))
     try:
