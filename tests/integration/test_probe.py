@@ -30,7 +30,7 @@ def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path:
                                                         for p in pairs))
     out = tmp_path / "probe"
     command = [sys.executable, "-m", "soar_orl.cli", "probe", str(RECIPE), f"data.q_r_size={Q_R_SIZE}",
-               "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=2",
+               "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=2", "student.train_micro_batch_size=8",
                "--datasets", str(tmp_path / "right.jsonl"), str(tmp_path / "wrong.jsonl"),
                "--runs", "1", "--q-r-draws", "1", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
