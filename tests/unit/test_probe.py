@@ -20,7 +20,8 @@ from soar_orl.meta.probe import (
     write_report,
 )
 from soar_orl.tasks.arith import ArithTask, Band, parse_sum
-from soar_orl.tasks.arith_probe import bands_in, fresh_sums, wrong_label
+from soar_orl.tasks.arith_probe import fresh_sums, select_stones, wrong_label
+from soar_orl.tasks.base import Problem
 from soar_orl.teacher.parser import QAPair
 
 
@@ -122,11 +123,20 @@ def test_read_finished_by_key(tmp_path):
 # ---------------------------------------------------------------------------- arithmetic datasets
 
 
-def test_bands_in():
-    bands = [Band((3, 1)), Band((3, 2)), Band((2, 2))]
-    success = {"3,1": 0.3, "3,2": 0.05, "2,2": 0.99}
-    assert bands_in(success, bands, 0.1, 0.6) == [Band((3, 1))]
-    assert bands_in(success, bands, 0.9) == [Band((2, 2))]
+def test_select_stones_takes_problems_inside_the_range_round_robin_then_the_best_below():
+    def problem(i, band, text):
+        return Problem(f"p{i}", text, "0", {"band": band})
+
+    problems = [problem(0, "3,1", "100+1"), problem(1, "3,1", "100+2"), problem(2, "3,1", "100+3"),
+                problem(3, "1,3", "1+100"), problem(4, "3,2", "100+10"), problem(5, "3,2", "100+11"),
+                problem(6, "3,2", "100+12")]
+    correct = {"p0": 4, "p1": 8, "p2": 2, "p3": 3, "p4": 0, "p5": 1, "p6": 16}  # of 16 samples
+    chosen = select_stones(problems, correct, 16, 3, exclude={"100+2"}, low=0.1, high=0.6)
+    assert [p.id for p in chosen] == ["p0", "p3", "p2"]  # p1 excluded, p6 too easy, round-robin over bands
+    more = select_stones(problems, correct, 16, 5, exclude=(), low=0.1, high=0.6)
+    assert [p.id for p in more] == ["p0", "p3", "p1", "p2", "p5"]  # p5 (1/16) is the best below the range
+    with pytest.raises(ValueError, match="stepping stones"):
+        select_stones(problems, correct, 16, 7, exclude=(), low=0.1, high=0.6)
 
 
 def test_fresh_sums_are_distinct_round_robin_and_avoid_excluded():
