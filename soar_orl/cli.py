@@ -11,6 +11,9 @@
     soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds, resumable
     soar questions RUN_DIR [--solver M]      Vendi, duplicates, answer agreement of a run's questions
     soar report RUN_DIR [RUN_DIR ...]        runs side by side: pass@k mean/spread, curves, promotions
+    soar probe RECIPE [key=value ...] --datasets A.jsonl B.jsonl [--runs R] [--q-r-draws D]
+                                             grounded reward of given datasets at the inner budget
+    soar probe-datasets RECIPE --out DIR     the arithmetic world's probe datasets (hard, stones, ...)
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -226,6 +229,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    import shlex
+
+    from soar_orl.meta.probe import run_probe
+
+    cfg = load_config(args.recipe, args.overrides)
+    logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = args.out or Path(cfg.run.output_dir) / f"probe-{cfg.run.name}"
+    command = shlex.join(["bash", "run.sh", "probe", args.recipe, *args.overrides, "--datasets", *map(str, args.datasets),
+                          "--runs", str(args.runs), "--q-r-draws", str(args.q_r_draws), "--out", str(out)])
+    print(run_probe(cfg, args.datasets, args.runs, args.q_r_draws, out, command))
+    print(f"probe report: {out}")
+    return 0
+
+
+def cmd_probe_datasets(args: argparse.Namespace) -> int:
+    from soar_orl.tasks.arith_probe import write_probe_datasets
+
+    cfg = load_config(args.recipe, args.overrides)
+    if cfg.data.task != "arith":
+        raise SystemExit(f"error: probe-datasets knows the arithmetic world only, {args.recipe} has data.task={cfg.data.task}")
+    print(write_probe_datasets(cfg, args.out))
+    return 0
+
+
+def _add_probe_parsers(commands) -> None:
+    probe = commands.add_parser("probe", help="the recipe's inner job on datasets given as files: grounded reward and its noise")
+    _add_recipe_args(probe)
+    probe.add_argument("--datasets", nargs="+", type=Path, required=True,
+                       help="JSONL files of {question (or problem), answer} rows; named by their file stem")
+    probe.add_argument("--runs", type=int, default=1, help="trained students per dataset and Q_R draw")
+    probe.add_argument("--q-r-draws", type=int, default=2, help="independent Q_R samples of data.hard_train")
+    probe.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_OUTPUT_DIR/probe-RUN_NAME)")
+    probe.set_defaults(func=cmd_probe)
+    data = commands.add_parser("probe-datasets", help="write the arithmetic world's probe datasets (meta.n rows each)")
+    _add_recipe_args(data)
+    data.add_argument("--out", type=Path, required=True, help="output folder")
+    data.set_defaults(func=cmd_probe_datasets)
+
+
 def _add_bench_parser(commands) -> None:
     from soar_orl.bench import pipeline, sampling, student_pool
 
@@ -249,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
     _add_bench_parser(commands)
     _add_eval_parsers(commands)
+    _add_probe_parsers(commands)
     arith = commands.add_parser(
         "pretrain-arith",
         help="pretrain (or load from cache) the arithmetic world's base model, report its accuracy per "

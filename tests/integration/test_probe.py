@@ -1,0 +1,53 @@
+"""`soar probe` on the quickstart's world, shortened: the real StudentPool runs the recipe's inner
+job on two datasets given as files (1 run, 1 Q_R draw, plus the draw's baseline job), writes the
+report, and a second call finds every job finished and starts nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soar_orl.tasks.arith import Band
+from soar_orl.tasks.arith_probe import fresh_sums, wrong_label
+
+pytestmark = pytest.mark.integration
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
+Q_R_SIZE = 16
+
+
+def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path: Path) -> None:
+    import random
+
+    stones = fresh_sums([Band((3, 1))], 8, seed=8, exclude=())
+    rng = random.Random(0)
+    for name, pairs in (("right", stones), ("wrong", [type(p)(p.question, wrong_label(p.answer, rng)) for p in stones])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n"
+                                                        for p in pairs))
+    out = tmp_path / "probe"
+    command = [sys.executable, "-m", "soar_orl.cli", "probe", str(RECIPE), f"data.q_r_size={Q_R_SIZE}",
+               "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=2", "student.train_micro_batch_size=8",
+               "--datasets", str(tmp_path / "right.jsonl"), str(tmp_path / "wrong.jsonl"),
+               "--runs", "1", "--q-r-draws", "1", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
+    assert [(job["dataset"], job["steps"]) for job in jobs] == [(None, 0), ("right", 2), ("wrong", 2)]
+    assert all(job["correct"] == round(job["accuracy"] * Q_R_SIZE) for job in jobs)
+    report = json.loads((out / "probe.json").read_text())
+    baseline = jobs[0]["accuracy"]
+    for job in jobs[1:]:
+        stats = report["datasets"][job["dataset"]]
+        assert stats["jobs"] == 1 and stats["mean"] == pytest.approx(job["accuracy"] - baseline)
+        assert stats["std"] is None and not stats["clearly_above_tau"]  # one job has no spread
+    assert "| right | 8 | 1 |" in result.stdout and "| wrong | 8 | 1 |" in result.stdout
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "3 already finished" in again.stderr
+    assert len((out / "jobs.jsonl").read_text().splitlines()) == 3
