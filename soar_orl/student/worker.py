@@ -80,8 +80,11 @@ class StudentWorker:
         self.task = build_task(spec.task)
         self.levels = spec.student.reward.levels()
         self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed, spec.backend)
+        # vLLM can sleep around the policy update only if the engine was started in sleep mode.
+        sleep_mode = {"enable_sleep_mode": True} if spec.student.vllm_sleep else {}
         self.engine = RolloutEngine(
-            spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization
+            spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization,
+            **sleep_mode,
         )
         self.tokenizer = self.policy.tokenizer
         self._engine_holds_baseline = True
