@@ -76,7 +76,7 @@ class StudentPolicy:
         self.baseline: StateDict = {k: v.detach().clone() for k, v in base.state_dict().items()}
         # The KL anchor is the baseline student (it moves with promotions), held as a frozen Actor
         # on the training device: a frozen forward needs no DeepSpeed engine.
-        self.reference = _actor_around(Actor, base.to(self.device).eval().requires_grad_(False), args)
+        self.reference = _actor_around(Actor, base.to(self.device).eval().requires_grad_(False), args.rollout.temperature)
         # As OpenRLHF's PPO actor builds its loss (trainer/ray/ppo_actor.py), from the same flags.
         self.loss_fn = PolicyLoss(
             clip_eps_low=args.actor.eps_clip_low_high[0],
@@ -105,7 +105,7 @@ class StudentPolicy:
             self.hf_config, dtype=self.torch_dtype, attn_implementation=self.attn_implementation
         )
         model.load_state_dict(self.baseline)
-        actor = _actor_around(self._actor_cls, model, self.args)
+        actor = _actor_around(self._actor_cls, model, self.args.rollout.temperature)
         if self.args.actor.gradient_checkpointing_enable:  # as OpenRLHF's PPO actor, before prepare
             actor.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": self.args.actor.gradient_checkpointing_reentrant}
@@ -190,10 +190,10 @@ class StudentPolicy:
         )
 
 
-def _actor_around(actor_cls, model: torch.nn.Module, args):
+def _actor_around(actor_cls, model: torch.nn.Module, temperature: float):
     """OpenRLHF's Actor wrapping an in-memory model, at the rollout temperature. Its constructor
     sets `packing_samples` only when it loads from a path, so we set the (unpacked) default that
     forward() reads."""
-    actor = actor_cls(model, temperature=args.rollout.temperature)
+    actor = actor_cls(model, temperature=temperature)
     actor.packing_samples = False
     return actor
