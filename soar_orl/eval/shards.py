@@ -111,7 +111,8 @@ def sample_pending(
     if own_bar:
         bar = progress_bar(total, total - left, what)
     else:  # already on disk: done, but not drawn by this run, so not in its rate
-        bar.initial += total - left
+        if not bar.disable:  # a disabled tqdm keeps no `initial`
+            bar.initial += total - left
         bar.n += total - left
         bar.refresh()
 

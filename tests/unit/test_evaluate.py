@@ -133,3 +133,20 @@ def test_different_seeds_and_problems_get_different_request_seeds() -> None:
     assert request_seed(0, p) == request_seed(0, Problem(p.id, p.problem, "other label"))
     assert len({request_seed(0, p), request_seed(1, p), request_seed(0, q)}) == 3
     assert 0 <= request_seed(123, p) < 2**62
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_a_shared_progress_bar_counts_the_samples_already_on_disk(tmp_path: Path, disable: bool) -> None:
+    # A run's final evaluation hands one bar to several evaluations, and logging.progress_bar=false
+    # hands a disabled one (a disabled tqdm has no `initial`).
+    from soar_orl.eval.shards import progress_bar
+
+    test_set = {"a": PROBLEMS["a"]}
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(SeededSampler(die_after=1), test_set, SETTINGS, tmp_path)  # one shard on disk
+    bar = progress_bar(total=4 * 7, done=0, desc="shared", disable=disable)
+    sampler = SeededSampler()
+    evaluate_model(sampler, test_set, SETTINGS, tmp_path, bar=bar)
+    assert len(sampler.sampled) == 2
+    assert disable or bar.n == 4 * 7
+    bar.close()
