@@ -73,3 +73,18 @@ def boxed_digit_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def soar_model(tmp_path_factory) -> Path:
     return sft_tiny_model(tmp_path_factory.mktemp("soar_model"), soar_example, steps=250)
+
+
+@pytest.fixture
+def single_rank_world():
+    """For a test that builds DeepSpeed engines in the pytest process (a worker's own world of
+    one rank): afterwards the process group is gone and so is DeepSpeed's cached clone of it,
+    which would otherwise outlive it and break the next test's engine ("Group ... is not
+    registered"). Inside a worker the world lives as long as the process, so this is test-only."""
+    yield
+    import torch.distributed
+    from deepspeed.utils import groups
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    groups._WORLD_GROUP = None

@@ -48,7 +48,7 @@ def peft_greedy(model_dir, adapter, prompts) -> list[str]:
     return answers
 
 
-def test_two_students_train_in_lockstep_and_the_engine_serves_each(boxed_digit_model):
+def test_two_students_train_in_lockstep_and_the_engine_serves_each(boxed_digit_model, single_rank_world):
     from soar_orl.student.lora_worker import LoraStudentWorker
 
     started = time.perf_counter()
@@ -104,7 +104,7 @@ def check_worker(worker, boxed_digit_model) -> None:
     assert worker.greedy_answers(EVAL) == sevens.answers_Q
 
 
-def test_lockstep_update_equals_separate_updates(boxed_digit_model):
+def test_lockstep_update_equals_separate_updates(boxed_digit_model, single_rank_world):
     """Two slots trained in the same passes end where each would alone (OpenRLHF loss per slot)."""
     from soar_orl.student.lora_policy import LoraPolicies
     from soar_orl.student.rollout import pack_rollouts
