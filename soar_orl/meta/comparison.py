@@ -67,7 +67,8 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         questions = _sample_teacher(cfg, run_path, task)
         models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "SOAR-T", questions)
 
-    results = _evaluate_methods(cfg, run_path, models, test_sets)
+    settings = EvalSettings.from_config(cfg)
+    results = _evaluate_methods(cfg, run_path, models, test_sets, settings)
 
     curves = plot_soar_curves(read_jsonl(run_path / "metrics.jsonl"), cfg.meta.tau, run_path / "plots", cfg.run.name)
     summary = {
@@ -88,12 +89,11 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
 
 
 def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
-                      test_sets: dict[str, list[Problem]]) -> dict[str, dict]:
+                      test_sets: dict[str, list[Problem]], settings: EvalSettings) -> dict[str, dict]:
     """pass@k of every method's model into run_path/eval/<method>, on engines over all the
     cluster's GPUs (pools.cluster_gpus), with one progress bar over every method's samples.
     A method whose model is another's (SOAR-PS without a promotion is the base student) is not
     sampled twice. An evaluation folder of a model since retrained is started over."""
-    settings = EvalSettings.from_config(cfg)
     distinct: dict[str, str] = {}  # model -> the first method that uses it
     for method, model_dir in models.items():
         distinct.setdefault(model_dir, method)
