@@ -71,9 +71,9 @@ def compare_weights(engine_sums: dict[str, float], trainer_sums: dict[str, float
 def student_phase(backend: str) -> list[dict]:
     import torch
 
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
 
     cfg = smoke_config(backend)
     rows = []
@@ -129,9 +129,9 @@ def teacher_phase(backend: str) -> list[dict]:
     import ray
 
     from soar_orl.backend import init_ray
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model
     from soar_orl.tasks import build_task
-    from soar_orl.teacher.parser import QAPair
     from soar_orl.teacher.trainer import Teacher
 
     cfg = smoke_config(backend)

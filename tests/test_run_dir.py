@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 import soar_orl.meta.run_dir as run_dir_module
 from soar_orl.config import validate_config
+from soar_orl.formats import QAPair
 from soar_orl.meta.promotion import PromotionParams, PromotionTracker
 from soar_orl.meta.run_dir import (
     RunDir,
@@ -21,7 +22,6 @@ from soar_orl.meta.run_dir import (
     config_changes,
     write_hf_folder,
 )
-from soar_orl.teacher.parser import QAPair
 
 
 def config(tmp_path, meta=None, logging=None, **run):

@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     from soar_orl.backend import init_ray
     from soar_orl.config import PoolsConfig, StudentConfig
+    from soar_orl.formats import QAPair
     from soar_orl.meta.pool import StudentPool
     from soar_orl.student.worker import StudentJob, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
     from soar_orl.tiny_model import make_tiny_llama
 
     student = StudentConfig(
@@ -116,10 +116,10 @@ def run_lora(args: argparse.Namespace) -> int:
 
     from soar_orl.backend import init_ray
     from soar_orl.config import derive_config, load_config
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.student.lora_worker import LoraStudentWorker
     from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
 
     students = args.students_per_worker
     cfg = load_config(args.recipe)

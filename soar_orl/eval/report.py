@@ -25,7 +25,7 @@ from statistics import mean, stdev
 import yaml
 
 from soar_orl.eval.questions import answer_accuracy_text
-from soar_orl.meta.run_dir import read_jsonl
+from soar_orl.files import read_jsonl
 
 TEACHER_FREE_METHODS = ("base", "Hard-Only", "Oracle")
 EXAMPLE_QUESTIONS = 3

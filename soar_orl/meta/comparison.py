@@ -25,11 +25,12 @@ from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
 from soar_orl.eval.evaluate import EvalSettings, evaluate_model, evaluation_size
+from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
-from soar_orl.eval.plots import plot_soar_curves
+from soar_orl.files import read_jsonl
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
-from soar_orl.meta.run_dir import baseline_student_dir, read_jsonl
+from soar_orl.meta.run_dir import baseline_student_dir
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
@@ -174,7 +175,7 @@ def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: str, synthetic:
 def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
     """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget."""
     from soar_orl.eval.sampling import generate, start_engine, stop_engine
-    from soar_orl.teacher.parser import QAPair
+    from soar_orl.formats import QAPair
 
     saved = run_path / "checkpoints" / "teacher"
     teacher_dir = saved if (saved / "config.json").exists() else resolve_model(cfg.model.teacher)

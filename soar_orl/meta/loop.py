@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from soar_orl.backend import init_ray, resolve_backend
 from soar_orl.config import MetaConfig, SoarConfig
+from soar_orl.formats import QAPair
 from soar_orl.meta.metrics import MetricsLogger
 from soar_orl.meta.promotion import PromotionDecision, PromotionParams, PromotionTracker
 from soar_orl.meta.run_dir import RunDir, RunState
@@ -44,7 +45,6 @@ from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student.worker import JobResult, StudentJob, WorkerSpec
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem, Task
-from soar_orl.teacher.parser import QAPair
 from soar_orl.teacher.rewards import grounded_reward, intrinsic_reward, per_sample_rewards
 from soar_orl.teacher.sampling import RejectionSamplingError, SamplingParams, SamplingStats, rejection_sample
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from soar_orl.cache import content_hash
 from soar_orl.config import SoarConfig
-from soar_orl.teacher.parser import QAPair
+from soar_orl.formats import QAPair
 
 log = logging.getLogger("soar")
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from soar_orl.teacher.parser import QAPair
+from soar_orl.formats import QAPair
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from
     # the environment, which init_ray forwards to every Ray worker.
     os.environ[rlvr_reward.TASK_ENV] = cfg.data.task
-    os.environ[rlvr_reward.LEVELS_ENV] = json.dumps(cfg.student.reward.levels().__dict__)
+    os.environ[rlvr_reward.LEVELS_ENV] = cfg.student.reward.model_dump_json()
     # OpenRLHF loads the reward function by path inside each engine actor, on whichever node it
     # runs: this checkout's path may not exist there, the (shared) run directory does, and the
     # actors import soar_orl from the package init_ray ships to every node.

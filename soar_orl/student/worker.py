@@ -18,12 +18,12 @@ from typing import Any
 from soar_orl.backend import Backend
 from soar_orl.chat import chat_prompt
 from soar_orl.config import StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.engine import Generation, RolloutEngine
 from soar_orl.student.policy import StateDict, StepStats, StudentPolicy
 from soar_orl.student.rollout import pack_rollouts
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Outcome
-from soar_orl.teacher.parser import QAPair
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class StudentWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.task = build_task(spec.task)
-        self.levels = spec.student.reward.levels()
+        self.levels = spec.student.reward
         self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed, spec.backend)
         # vLLM can sleep around the policy update only if the engine was started in sleep mode.
         sleep_mode = {"enable_sleep_mode": True} if spec.student.vllm_sleep else {}

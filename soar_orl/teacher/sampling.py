@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from soar_orl.teacher.parser import QAPair, Rejection
+from soar_orl.formats import QAPair, Rejection
 
 Output = TypeVar("Output")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from soar_orl.config import PoolsConfig, StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.worker import StudentJob, WorkerSpec
-from soar_orl.teacher.parser import QAPair
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ import torch
 from safetensors.torch import load_file
 
 from soar_orl.config import validate_config
+from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.meta.loop import OuterLoop, must_commit, step_metrics
 from soar_orl.meta.promotion import PromotionParams, PromotionTracker
 from soar_orl.meta.run_dir import RunDir, RunState
 from soar_orl.student.worker import JobResult
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair, format_teacher_output
 
 G, N, R = 2, 2, 3
 BASELINE_ACC = 0.25

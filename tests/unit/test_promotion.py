@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from soar_orl.formats import QAPair
 from soar_orl.meta.promotion import PromotionParams, PromotionTracker, StateMismatchError
-from soar_orl.teacher.parser import QAPair
 
 G, R = 3, 4
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from soar_orl.teacher.parser import QAPair, Rejection
+from soar_orl.formats import QAPair, Rejection
 from soar_orl.teacher.sampling import RejectionSamplingError, SamplingParams, rejection_sample
 
 
