@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from soar_orl.methods import AfterRunKey
 from soar_orl.tasks.base import Outcome
 
 
@@ -343,7 +344,7 @@ class EvaluationConfig(_Section):
     """Longest sampled answer (paper: 1024)."""
     seed: int = Field(0, ge=0)
     """Seeds the evaluation engine, so the same model gives the same samples."""
-    after_run: list[Literal["hard_only", "oracle", "pq", "teacher"]] = Field(default_factory=list)
+    after_run: list[AfterRunKey] = Field(default_factory=list)
     """Comparisons to run once a SOAR run ends, each with the student budget meta.rlvr_steps:
     `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split, `oracle`
     on data.full_train; `pq`

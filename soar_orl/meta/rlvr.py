@@ -23,6 +23,7 @@ from typing import Any
 from soar_orl.backend import Backend, init_ray, resolve_backend
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
+from soar_orl.methods import method_of_mode
 from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student import rlvr_reward
@@ -35,7 +36,6 @@ REWARD_FILE = "rlvr_reward.py"  # in the run directory: OpenRLHF's reward.remote
 # Which comparison method a run directory's student is (its meta.mode says only hard_only or
 # oracle, also for SOAR-PQ and SOAR-T, which train by the same RLVR on other problems).
 METHOD_FILE = "method.json"
-MODE_METHODS = {"hard_only": "Hard-Only", "oracle": "Oracle"}
 
 
 def prompt_budget(cfg: SoarConfig) -> int:
@@ -101,7 +101,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
         problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
-    record = {"method": method or MODE_METHODS[cfg.meta.mode], "stage": stage, "problems": len(problems),
+    record = {"method": method or method_of_mode(cfg.meta.mode).name, "stage": stage, "problems": len(problems),
               "steps": cfg.meta.rlvr_steps, "model": cfg.model.student}
     (run_dir.path / METHOD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     prompts = run_dir.path / "rlvr_prompts.jsonl"
