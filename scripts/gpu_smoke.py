@@ -78,8 +78,7 @@ def student_phase(backend: str) -> list[dict]:
     cfg = smoke_config(backend)
     rows = []
     started = time.perf_counter()
-    spec = WorkerSpec(resolve_model(cfg.model.student), cfg.data.task, cfg.student, backend, cfg.model.dtype,
-                      cfg.model.max_model_len, cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
+    spec = WorkerSpec.from_config(cfg, resolve_model(cfg.model.student), backend)
     worker = StudentWorker(spec)
     where = torch.cuda.get_device_name(0) if backend == "cuda" else "cpu"
     rows.append(_row("student worker starts (DeepSpeed + vLLM)", True, time.perf_counter() - started, where))

@@ -35,6 +35,7 @@ from soar_orl.methods import BASE, HARD_ONLY, METHODS, ORACLE, SOAR_PQ, SOAR_PS,
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
+from soar_orl.teacher.sampling import RejectionSamplingError, rejection_sample
 
 log = logging.getLogger("soar")
 
@@ -177,27 +178,26 @@ def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: Method, synthet
 
 
 def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
-    """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget."""
+    """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget
+    (fewer if the teacher.max_attempts_factor budget runs out first, but at least one)."""
     from soar_orl.eval.sampling import generate, start_engine, stop_engine
-    from soar_orl.formats import QAPair
 
     saved = run_path / "checkpoints" / "teacher"
     teacher_dir = saved if (saved / "config.json").exists() else resolve_model(cfg.model.teacher)
     wanted = prompt_budget(cfg)
+    instruction = cfg.teacher.instruction or task.teacher_prompt()
     llm = start_engine(teacher_dir, cfg.model.dtype, cfg.model.max_model_len, cfg.evaluation.seed)
     try:
-        pairs: list[QAPair] = []
-        for _ in range(cfg.teacher.max_attempts_factor):
-            texts = generate(llm, [cfg.teacher.instruction or task.teacher_prompt()], wanted,
-                             cfg.teacher.temperature, cfg.teacher.max_new_tokens)[0]
-            pairs += [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
-            if len(pairs) >= wanted:
-                break
+        pairs = rejection_sample(
+            lambda k: generate(llm, [instruction], k, cfg.teacher.temperature, cfg.teacher.max_new_tokens)[0],
+            task.parse_teacher_output, wanted, cfg.teacher.max_attempts_factor,
+        ).pairs
+    except RejectionSamplingError as short:
+        if not short.pairs:
+            raise RuntimeError(f"the teacher in {teacher_dir} wrote no valid question: {short}") from None
+        pairs = short.pairs
     finally:
         stop_engine(llm)
-    if not pairs:
-        raise RuntimeError(f"the teacher in {teacher_dir} wrote no valid question in "
-                           f"{cfg.teacher.max_attempts_factor * wanted} samples")
     log.info("%s: %d valid teacher questions from %s", SOAR_T.name, min(len(pairs), wanted), teacher_dir)
     return [Problem(f"t-{i}", pair.question, pair.answer) for i, pair in enumerate(pairs[:wanted])]
 

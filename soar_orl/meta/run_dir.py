@@ -128,7 +128,7 @@ class RunState:
             raise RunStateMismatch("committed run state does not fit this run:\n- " + "\n- ".join(problems))
         if state["format"] != STATE_FORMAT:
             problems.append(f"format: this code reads {STATE_FORMAT}, the state has {state['format']!r}")
-        tracker = PromotionTracker(self.tracker.params)
+        tracker = PromotionTracker(self.tracker.meta)
         try:
             tracker.load_state_dict(state["promotion"])
         except StateMismatchError as err:
