@@ -71,15 +71,14 @@ def compare_weights(engine_sums: dict[str, float], trainer_sums: dict[str, float
 def student_phase(backend: str) -> list[dict]:
     import torch
 
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
 
     cfg = smoke_config(backend)
     rows = []
     started = time.perf_counter()
-    spec = WorkerSpec(resolve_model(cfg.model.student), cfg.data.task, cfg.student, backend, cfg.model.dtype,
-                      cfg.model.max_model_len, cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
+    spec = WorkerSpec.from_config(cfg, resolve_model(cfg.model.student), backend)
     worker = StudentWorker(spec)
     where = torch.cuda.get_device_name(0) if backend == "cuda" else "cpu"
     rows.append(_row("student worker starts (DeepSpeed + vLLM)", True, time.perf_counter() - started, where))
@@ -129,9 +128,9 @@ def teacher_phase(backend: str) -> list[dict]:
     import ray
 
     from soar_orl.backend import init_ray
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model
     from soar_orl.tasks import build_task
-    from soar_orl.teacher.parser import QAPair
     from soar_orl.teacher.trainer import Teacher
 
     cfg = smoke_config(backend)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from soar_orl.cache import content_hash
 from soar_orl.config import SoarConfig
-from soar_orl.teacher.parser import QAPair
+from soar_orl.formats import QAPair
 
 log = logging.getLogger("soar")
 
@@ -292,8 +292,7 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
         backend = resolve_backend(cfg.backend)
         init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
         pool = StudentPool(
-            WorkerSpec(student_dir, cfg.data.task, cfg.student, backend, cfg.model.dtype, cfg.model.max_model_len,
-                       cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed),
+            WorkerSpec.from_config(cfg, student_dir, backend),
             cfg.pools,
         )
         try:

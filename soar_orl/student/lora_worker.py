@@ -35,7 +35,7 @@ class LoraStudentWorker(StudentWorker):
     def __init__(self, spec: WorkerSpec, students_per_worker: int = 1) -> None:
         self.spec = spec
         self.task = build_task(spec.task)
-        self.levels = spec.student.reward.levels()
+        self.levels = spec.student.reward
         self.students_per_worker = students_per_worker
         self.policies = LoraPolicies(
             spec.model_dir, spec.student, students_per_worker, spec.dtype, spec.seed, spec.backend

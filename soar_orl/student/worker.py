@@ -17,27 +17,33 @@ from typing import Any
 
 from soar_orl.backend import Backend
 from soar_orl.chat import chat_prompt
-from soar_orl.config import StudentConfig
+from soar_orl.config import SoarConfig, StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.engine import Generation, RolloutEngine
 from soar_orl.student.policy import StateDict, StepStats, StudentPolicy
 from soar_orl.student.rollout import pack_rollouts
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Outcome
-from soar_orl.teacher.parser import QAPair
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to build itself (sent to the Ray actor, so plain data)."""
+    """Everything a worker needs to build itself (sent to the Ray actor, so plain data). A run's
+    workers take it from the recipe (`from_config`); no field has a default of its own."""
 
     model_dir: str
     task: str
     student: StudentConfig
     backend: Backend
-    dtype: str = "float32"
-    max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.35
-    seed: int = 0
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: SoarConfig, model_dir: str, backend: Backend) -> WorkerSpec:
+        return cls(model_dir, cfg.data.task, cfg.student, backend, cfg.model.dtype, cfg.model.max_model_len,
+                   cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class StudentWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.task = build_task(spec.task)
-        self.levels = spec.student.reward.levels()
+        self.levels = spec.student.reward
         self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed, spec.backend)
         # vLLM can sleep around the policy update only if the engine was started in sleep mode.
         sleep_mode = {"enable_sleep_mode": True} if spec.student.vllm_sleep else {}

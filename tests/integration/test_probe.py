@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from soar_orl.meta.arith_probe import fresh_sums, wrong_label
 from soar_orl.tasks.arith import Band
-from soar_orl.tasks.arith_probe import fresh_sums, wrong_label
 
 pytestmark = pytest.mark.integration
 

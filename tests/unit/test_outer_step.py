@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from soar_orl.config import validate_config
+from soar_orl.config import MetaConfig, validate_config
+from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.meta.loop import OuterLoop, must_commit, step_metrics
-from soar_orl.meta.promotion import PromotionParams, PromotionTracker
+from soar_orl.meta.promotion import PromotionTracker
 from soar_orl.meta.run_dir import RunDir, RunState
 from soar_orl.student.worker import JobResult
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair, format_teacher_output
 
 G, N, R = 2, 2, 3
 BASELINE_ACC = 0.25
@@ -119,7 +119,7 @@ HARD_TRAIN = [Problem(f"h{i}", f"{i}+{i}", str(2 * i)) for i in range(8)]
 
 def make_loop(cfg, student_dir, kill_at_step=None, resume=False):
     run_dir = RunDir(cfg.model_copy(update={"run": cfg.run.model_copy(update={"resume": resume})}))
-    state = RunState(PromotionTracker(PromotionParams(window=1, tau=0.0)), trains_teacher=cfg.meta.trains_teacher)
+    state = RunState(PromotionTracker(MetaConfig(window=1, tau=0.0)), trains_teacher=cfg.meta.trains_teacher)
     baseline = run_dir.resume(state) if resume else None
     pool = FakePool(load_file(str(student_dir / "model.safetensors")), kill_at_step)
     teacher = FakeTeacher(run_dir)

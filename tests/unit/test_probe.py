@@ -1,4 +1,4 @@
-"""The probe's pure pieces (meta/probe.py) and the arithmetic probe datasets' (tasks/arith_probe.py)."""
+"""The probe's pure pieces (meta/probe.py) and the arithmetic probe datasets' (meta/arith_probe.py)."""
 
 import json
 import math
@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from soar_orl.formats import QAPair
+from soar_orl.meta.arith_probe import fresh_sums, select_stones, wrong_label
 from soar_orl.meta.probe import (
     PlannedJob,
     ProbeDataset,
@@ -20,9 +22,7 @@ from soar_orl.meta.probe import (
     write_report,
 )
 from soar_orl.tasks.arith import ArithTask, Band, parse_sum
-from soar_orl.tasks.arith_probe import fresh_sums, select_stones, wrong_label
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair
 
 
 def write(path, rows):
