@@ -54,9 +54,6 @@ class LoraStudentWorker(EngineWorker):
 
     # ------------------------------------------------------------------ jobs
 
-    def run_job(self, job: StudentJob) -> tuple[JobResult, AdapterWeights | None]:
-        return self.run_jobs([job])[0]
-
     def run_jobs(self, jobs: Sequence[StudentJob]) -> list[tuple[JobResult, AdapterWeights | None]]:
         """Each job's result and, if asked for, its adapter; students_per_worker jobs at a time."""
         out = []

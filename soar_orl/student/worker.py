@@ -92,6 +92,16 @@ class EngineWorker:
     def ping(self) -> bool:
         return True
 
+    def run_jobs(self, jobs: Sequence[StudentJob]) -> list[tuple[JobResult, Any]]:
+        """Each job's result and, if it asked for them, its trained weights."""
+        raise NotImplementedError
+
+    def run_batch(self, jobs: Sequence[StudentJob]) -> list:
+        """run_jobs flattened to [result 0, weights 0, result 1, ...], so that the pool can ask Ray
+        for one object each and leave the weights in this worker's object store until a
+        promotion fetches them."""
+        return [part for pair in self.run_jobs(jobs) for part in pair]
+
     def greedy_answers(self, pairs: Sequence[QAPair]) -> list[str]:
         """The engine's greedy response to each question (for a LoRA worker: the base's)."""
         if not pairs:
@@ -164,9 +174,12 @@ class StudentWorker(EngineWorker):
 
     # ------------------------------------------------------------------ jobs
 
+    def run_jobs(self, jobs: Sequence[StudentJob]) -> list[tuple[JobResult, StateDict | None]]:
+        """One job at a time: a worker holds one trainable copy of the student."""
+        return [self.run_job(job) for job in jobs]
+
     def run_job(self, job: StudentJob) -> tuple[JobResult, StateDict | None]:
-        """The job's result, and its trained weights if asked for. They come apart so that the
-        pool can leave the weights in the worker's object store until a promotion fetches them."""
+        """The job's result, and its trained weights if asked for."""
         clock = _Clock()
         started = time.perf_counter()
         self.reset(job.steps)
