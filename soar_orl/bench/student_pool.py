@@ -138,13 +138,13 @@ def run_lora(args: argparse.Namespace) -> int:
     jobs = [StudentJob(f"job{i}", data, q_r, steps=cfg.student.inner_steps, seed=i) for i, data in enumerate(datasets)]
     init_ray("cpu", declared_gpus=1)
 
-    def measure(label: str, make_actor, run_all) -> tuple[str, float, float, list]:
+    def measure(label: str, make_actor) -> tuple[str, float, float, list]:
         started = time.perf_counter()
         actor = make_actor()
         ray.get(actor.ping.remote())
         startup = time.perf_counter() - started
         started = time.perf_counter()
-        results = run_all(actor)
+        results = [result for result, _ in ray.get(actor.run_jobs.remote(jobs))]
         wall = time.perf_counter() - started
         ray.kill(actor)
         return label, wall, startup, results
@@ -157,12 +157,10 @@ def run_lora(args: argparse.Namespace) -> int:
         measure(
             "full fine-tuning, 1 job at a time",
             lambda: ray.remote(StudentWorker).options(**actor_options).remote(spec(full_student)),
-            lambda actor: [ray.get(actor.run_job.remote(job))[0] for job in jobs],
         ),
         measure(
             f"LoRA rank {args.lora_rank}, {students} jobs in lockstep",
             lambda: ray.remote(LoraStudentWorker).options(**actor_options).remote(spec(cfg.student), students),
-            lambda actor: [result for result, _ in ray.get(actor.run_jobs.remote(jobs))],
         ),
     ]
     ray.shutdown()
