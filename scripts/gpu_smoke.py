@@ -60,8 +60,13 @@ def engine_weights(llm) -> tuple[dict, dict[str, list[str]], int]:
     or SGL GEMM and replaces `weight` by an empty tensor (vllm/model_executor/layers/utils.py,
     dispatch_cpu_unquantized_gemm, remove_weight=True). Such a weight is read back through the
     layer's own kernel: identity @ W^T = W^T, exact, since every output is one weight times 1."""
+    import io
 
-    def read(worker) -> tuple[dict, dict[str, list[str]], int]:
+    import torch
+
+    def read(worker) -> tuple[bytes, dict[str, list[str]], int]:  # runs in vLLM's worker process
+        import io
+
         import torch
         from vllm.model_executor.layers.linear import LinearBase
 
@@ -76,10 +81,14 @@ def engine_weights(llm) -> tuple[dict, dict[str, list[str]], int]:
                     identity = torch.eye(width, dtype=module.params_dtype, device=packed_away.device)
                     weights[f"{name}.weight"] = module.quant_method.apply(module, identity).T.to("cpu", copy=True)
                     through_kernel += 1
-        return weights, dict(getattr(model, "packed_modules_mapping", {})), through_kernel
+        # As torch.save bytes: vLLM's msgpack decoder rebuilds tensors only where an RPC's type
+        # hints ask for them, and collective_rpc's result has none (they arrive as plain lists).
+        buffer = io.BytesIO()
+        torch.save(weights, buffer)
+        return buffer.getvalue(), dict(getattr(model, "packed_modules_mapping", {})), through_kernel
 
-    (result,) = llm.collective_rpc(read)
-    return result
+    ((saved, packed, through_kernel),) = llm.collective_rpc(read)
+    return torch.load(io.BytesIO(saved)), packed, through_kernel
 
 
 def trainer_tensor(engine_name: str, hf: dict, packed: dict[str, list[str]]):
