@@ -76,7 +76,8 @@ class DataConfig(_Section):
     """The full real training set; needed by `meta.mode=oracle` only (MATH: `soar filter`'s
     full_train.jsonl, the pool without its hard test split; recipes/math_oracle.yaml)."""
     q_r_size: int = Field(64, ge=1)
-    """|Q_R|: hard train questions scored greedily after each inner run, resampled each step."""
+    """|Q_R|: hard train questions each inner run is scored on (how: `student.q_r_samples`),
+    resampled each step."""
 
 
 class TeacherConfig(_Section):

@@ -51,7 +51,7 @@ class WorkerSpec:
 class StudentJob:
     job_id: str
     train_pairs: tuple[QAPair, ...]  # the dataset X_k (teacher pairs)
-    eval_pairs: tuple[QAPair, ...]  # Q_R: scored greedily after training
+    eval_pairs: tuple[QAPair, ...]  # Q_R: scored after training (greedily unless student.q_r_samples)
     steps: int
     seed: int
     return_weights: bool = False
