@@ -29,6 +29,7 @@ from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
 from soar_orl.files import read_jsonl
+from soar_orl.meta.promotion import PQEntry, promoted_problems
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
 from soar_orl.meta.run_dir import baseline_student_dir
 from soar_orl.methods import BASE, HARD_ONLY, METHODS, ORACLE, SOAR_PQ, SOAR_PS, SOAR_T, Method
@@ -62,8 +63,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         notes[SOAR_PS.name] = "no promotion: the base student"
     if SOAR_PQ.after_run in after_run:
         if promoted:
-            pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
-                  for row in promoted for i, pair in enumerate(row["pairs"])]
+            pq = promoted_problems([PQEntry.from_row(row) for row in promoted])
             models[SOAR_PQ.name] = _train_on_synthetic(cfg, run_path, SOAR_PQ, pq)
         else:
             notes[SOAR_PQ.name] = "no promotion, no promoted questions: not trained"

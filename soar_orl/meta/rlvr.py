@@ -59,6 +59,12 @@ def budget_order(problems: Sequence[Problem], count: int, seed: int) -> list[Pro
     return order[:count]
 
 
+def real_training_set(cfg: SoarConfig) -> str:
+    """Where a real-data RLVR run draws its problems: the hard train split for Hard-Only, the
+    full real training set for the Oracle."""
+    return cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train
+
+
 def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, run_dir: RunDir) -> dict[str, Any]:
     """OpenRLHF flags of an RLVR baseline: the student's flag set (as for the inner students)
     over pools.rlvr_gpus ranks, colocated with its vLLM engines, on the prompt file."""
@@ -98,7 +104,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     backend = resolve_backend(cfg.backend)
     task = build_task(cfg.data.task)
     if problems is None:
-        problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
+        problems = resolve_problems(real_training_set(cfg))
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
     record = {"method": method or method_of_mode(cfg.meta.mode).name, "stage": stage, "problems": len(problems),
