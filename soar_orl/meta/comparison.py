@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
+from soar_orl.console import terminal_out
 from soar_orl.eval.evaluate import EvalSettings, evaluate_model, evaluation_size
 from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
@@ -83,7 +84,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     (run_path / "eval" / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
     report = format_summary(summary, promoted, settings.ks)
     (run_path / "eval" / "final.md").write_text(report)
-    print(report)
+    print(report, file=terminal_out())
     return summary
 
 
@@ -99,7 +100,8 @@ def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
         distinct.setdefault(model_dir, method)
     total = len(distinct) * evaluation_size(test_sets, settings)
     print(f"evaluating {', '.join(distinct.values())}: {settings.samples} samples per problem of "
-          f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}", flush=True)
+          f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}",
+          file=terminal_out(), flush=True)
     by_model: dict[str, dict] = {}
     first = next(iter(distinct))
     # Every method's model is the base student fine-tuned: one set of engines reloads each in turn.
