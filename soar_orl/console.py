@@ -18,6 +18,7 @@ A run that fails says where its log is; its traceback is in the log and on the t
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -64,6 +65,9 @@ class _Console:
         self.log_file: Path | None = None
         self.log: TextIO | None = None  # the log file, for log records and tracebacks
         self.handlers: list[logging.Handler] = []
+        # Records from before the run directory exists (import-time library warnings, which
+        # captureWarnings makes records), kept for the log.
+        self.early = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
 
     def divert(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,11 @@ class _Console:
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
         self.log = open(self.log_file, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
         self.log.write(f"{LOG_HEADER} {time.strftime('%Y-%m-%d %H:%M:%S')}: soar {' '.join(sys.argv[1:])}\n")
-        self._add_handler(logging.StreamHandler(self.log), logging.Formatter(LOG_FORMAT))  # every record, in full
+        to_log = logging.StreamHandler(self.log)  # every record, in full
+        self._add_handler(to_log, logging.Formatter(LOG_FORMAT))
+        self.early.setTarget(to_log)
+        self.early.flush()
+        logging.getLogger().removeHandler(self.early)
         return self.log_file
 
     def restore(self) -> None:
@@ -153,6 +161,9 @@ def console_session(cfg: LoggingConfig) -> Iterator[None]:
     level = root.level
     root.setLevel(cfg.level)
     console._add_handler(_TerminalHandler(console), logging.Formatter(LOG_FORMAT))
+    if not cfg.verbose:
+        console._add_handler(console.early, logging.Formatter(LOG_FORMAT))
+        logging.captureWarnings(True)  # library warnings: records for the log, not lines on the terminal
     _active = console
     try:
         yield
@@ -167,6 +178,7 @@ def console_session(cfg: LoggingConfig) -> Iterator[None]:
         _active = None
         console.close()
         root.setLevel(level)
+        logging.captureWarnings(False)
 
 
 def log_to(run_path: Path) -> Path | None:

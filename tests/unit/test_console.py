@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ def _make_noise() -> None:
 def test_a_run_diverted_to_its_log_keeps_its_own_lines_on_the_terminal(tmp_path: Path, capfd) -> None:
     root_handlers = list(logging.getLogger().handlers)
     with console_session(LoggingConfig(verbose=False)):
-        logging.getLogger("soar").info("memory check skipped")  # before the run directory: terminal only
+        logging.getLogger("soar").info("memory check skipped")  # before the run directory exists
+        warnings.warn("an import-time warning", FutureWarning)
         log_file = log_to(tmp_path)
         assert log_to(tmp_path / "baselines" / "hard_only") == log_file  # a baseline logs into the run's log
         _make_noise()
@@ -51,11 +53,11 @@ def test_a_run_diverted_to_its_log_keeps_its_own_lines_on_the_terminal(tmp_path:
     assert out == "| base | 1.0 |\n"
     assert "memory check skipped" in err and "step 0 | reward 0.1" in err and "final evaluation" in err
     assert f"logs: {log_file}" in err
-    for noise in ("pid=7", "C-level", "child process", "library warning"):
+    for noise in ("pid=7", "C-level", "child process", "library warning", "import-time"):
         assert noise not in out + err
     text = log_file.read_text()
     assert text.startswith(LOG_HEADER)
-    for line in ("Loading safetensors", "a C-level warning", "a child process line", "WARNING vllm: a library warning",
+    for line in ("INFO soar: memory check skipped", "FutureWarning: an import-time warning", "Loading safetensors", "a C-level warning", "a child process line", "WARNING vllm: a library warning",
                  "INFO soar: step 0 | reward 0.1"):
         assert line in text
     os.write(1, b"after the session\n")  # the terminal is back on the descriptors
