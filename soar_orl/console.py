@@ -9,7 +9,8 @@ of every Ray worker, which Ray forwards to the driver from every node with its
 `logging.verbose: true` all of it stays on the terminal, as without this module.
 
 How: once the run directory exists (`log_to`), the driver's file descriptors 1 and 2 are pointed
-at the log file, so that writes from C code and from child processes land there as well, and
+at the log file (what they got before, e.g. DeepSpeed's and vLLM's import-time messages, waits
+in a temporary file and goes first into the log), so that writes from C code and from child processes land there as well, and
 the terminal's own descriptors are kept for `terminal_out` and `terminal_err`, which the progress
 bars, the step lines and the final table write to. Nothing here differs between CPU and GPU.
 A run that fails says where its log is; its traceback is in the log and on the terminal.
@@ -21,6 +22,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -64,27 +66,50 @@ class _Console:
         self.err: TextIO | None = None
         self.log_file: Path | None = None
         self.log: TextIO | None = None  # the log file, for log records and tracebacks
+        self.held = None  # output written before the run directory exists (`hold`)
         self.handlers: list[logging.Handler] = []
         # Records from before the run directory exists (import-time library warnings, which
         # captureWarnings makes records), kept for the log.
         self.early = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
 
-    def divert(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.log_file = folder / LOG_FILE
+    def hold(self) -> None:
+        """Until the run directory exists, what is written to descriptors 1 and 2 (import-time
+        messages of DeepSpeed and vLLM) waits in a temporary file: for the log, or for the
+        terminal if the run stops before it has one."""
         sys.stdout.flush()
         sys.stderr.flush()
-        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         encoding = sys.stdout.encoding or "utf-8"
         self.out = os.fdopen(os.dup(1), "w", buffering=1, encoding=encoding, errors="backslashreplace")
         self.err = os.fdopen(os.dup(2), "w", buffering=1, encoding=encoding, errors="backslashreplace")
+        self.held = tempfile.TemporaryFile()
+        os.dup2(self.held.fileno(), 1)
+        os.dup2(self.held.fileno(), 2)
+
+    def _held_output(self) -> bytes:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if self.held is None:
+            return b""
+        self.held.seek(0)
+        data = self.held.read()
+        self.held.close()
+        self.held = None
+        return data
+
+    def divert(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log_file = folder / LOG_FILE
+        held = self._held_output()
+        self.log = open(self.log_file, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+        self.log.write(f"{LOG_HEADER} {time.strftime('%Y-%m-%d %H:%M:%S')}: soar {' '.join(sys.argv[1:])}\n")
+        self.log.flush()
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND)
+        os.write(log_fd, held)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
         # Ray colours the prefixes of forwarded worker lines unless told not to: escape codes in a file.
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
-        self.log = open(self.log_file, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
-        self.log.write(f"{LOG_HEADER} {time.strftime('%Y-%m-%d %H:%M:%S')}: soar {' '.join(sys.argv[1:])}\n")
         to_log = logging.StreamHandler(self.log)  # every record, in full
         self._add_handler(to_log, logging.Formatter(LOG_FORMAT))
         self.early.setTarget(to_log)
@@ -96,8 +121,10 @@ class _Console:
         """The terminal back on descriptors 1 and 2 (what runs after the session writes there)."""
         if self.out is None or self.err is None:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        held = self._held_output()  # the run stopped before its directory existed: show it all
+        if held:
+            self.err.flush()
+            os.write(self.err.fileno(), held)
         for stream, fd in ((self.out, 1), (self.err, 2)):
             stream.flush()
             os.dup2(stream.fileno(), fd)
@@ -162,6 +189,7 @@ def console_session(cfg: LoggingConfig) -> Iterator[None]:
     root.setLevel(cfg.level)
     console._add_handler(_TerminalHandler(console), logging.Formatter(LOG_FORMAT))
     if not cfg.verbose:
+        console.hold()
         console._add_handler(console.early, logging.Formatter(LOG_FORMAT))
         logging.captureWarnings(True)  # library warnings: records for the log, not lines on the terminal
     _active = console

@@ -42,6 +42,7 @@ def test_a_run_diverted_to_its_log_keeps_its_own_lines_on_the_terminal(tmp_path:
     with console_session(LoggingConfig(verbose=False)):
         logging.getLogger("soar").info("memory check skipped")  # before the run directory exists
         warnings.warn("an import-time warning", FutureWarning)
+        os.write(2, b"[WARNING] [real_accelerator.py] Setting accelerator to CPU\n")  # DeepSpeed, at import
         log_file = log_to(tmp_path)
         assert log_to(tmp_path / "baselines" / "hard_only") == log_file  # a baseline logs into the run's log
         _make_noise()
@@ -53,11 +54,11 @@ def test_a_run_diverted_to_its_log_keeps_its_own_lines_on_the_terminal(tmp_path:
     assert out == "| base | 1.0 |\n"
     assert "memory check skipped" in err and "step 0 | reward 0.1" in err and "final evaluation" in err
     assert f"logs: {log_file}" in err
-    for noise in ("pid=7", "C-level", "child process", "library warning", "import-time"):
+    for noise in ("pid=7", "C-level", "child process", "library warning", "import-time", "accelerator"):
         assert noise not in out + err
     text = log_file.read_text()
     assert text.startswith(LOG_HEADER)
-    for line in ("INFO soar: memory check skipped", "FutureWarning: an import-time warning", "Loading safetensors", "a C-level warning", "a child process line", "WARNING vllm: a library warning",
+    for line in ("INFO soar: memory check skipped", "Setting accelerator to CPU", "FutureWarning: an import-time warning", "Loading safetensors", "a C-level warning", "a child process line", "WARNING vllm: a library warning",
                  "INFO soar: step 0 | reward 0.1"):
         assert line in text
     os.write(1, b"after the session\n")  # the terminal is back on the descriptors
@@ -72,6 +73,14 @@ def test_verbose_leaves_everything_on_the_terminal(tmp_path: Path, capfd) -> Non
     out, err = capfd.readouterr()
     assert "pid=7" in out and "a child process line" in out and "C-level" in err and "a library warning" in err
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_run_that_stops_before_its_directory_exists_shows_what_was_held(capfd) -> None:
+    with pytest.raises(RuntimeError, match="run directory exists"):
+        with console_session(LoggingConfig()):
+            os.write(2, b"an import-time message\n")
+            raise RuntimeError("run directory exists")
+    assert "an import-time message" in capfd.readouterr().err
 
 
 def test_a_failed_run_names_its_log_and_keeps_the_traceback(tmp_path: Path, capfd) -> None:
