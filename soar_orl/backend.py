@@ -109,6 +109,24 @@ def vllm_engine_kwargs(backend: Backend, dtype: str, max_model_len: int, seed: i
     return kwargs
 
 
+CPU_MAX_NUM_SEQS = 256  # vLLM's CPU default for the LLM class
+
+
+def vllm_unsplit_prefill_kwargs(backend: Backend, max_model_len: int) -> dict:
+    """`vllm.LLM` arguments that keep every prompt's prefill in one engine step, for engines that
+    batch many seeded requests at once (the LoRA workers' S jobs in one call).
+
+    vLLM 0.29 rewinds a seeded request's generator when its prefill is split across steps
+    (gpu_model_runner.py:3785, `gen.set_offset`), which a CPU generator refuses ("CPU Generator
+    does not use offset") and the engine dies. S jobs' rollouts in one call exceed the CPU default
+    budget of 4096 prompt tokens per step, so on CPU the budget is made large enough that no
+    prompt is ever split. CUDA generators take the offset: GPU engines keep vLLM's defaults.
+    """
+    if backend != "cpu":
+        return {}
+    return dict(max_num_seqs=CPU_MAX_NUM_SEQS, max_num_batched_tokens=CPU_MAX_NUM_SEQS * max_model_len)
+
+
 # Colocated trainer -> vLLM weight sync. OpenRLHF's worker extension receives CUDA IPC handles
 # on GPU; on CPU there is no IPC for tensors across vLLM's worker process, so the trainer writes
 # the weights to shared memory and vLLM reloads them from there.

@@ -14,13 +14,11 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from soar_orl.backend import Backend
+from soar_orl.backend import Backend, vllm_unsplit_prefill_kwargs
 from soar_orl.student.engine import Generation, RolloutEngine
 
 # vLLM accepts only these values of max_lora_rank (vllm/config/lora.py, MaxLoRARanks in 0.29).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-CPU_MAX_NUM_SEQS = 256  # vLLM's CPU default for the LLM class
 
 
 def vllm_max_lora_rank(rank: int) -> int:
@@ -31,31 +29,20 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank {VLLM_LORA_RANKS[-1]}")
 
 
+def lora_llm_kwargs(backend: Backend, max_model_len: int, max_loras: int, rank: int) -> dict:
+    """The `vllm.LLM` arguments of an engine that serves `max_loras` adapters of `rank` in one batch."""
+    return dict(
+        enable_lora=True, max_loras=max_loras, max_cpu_loras=max_loras, max_lora_rank=vllm_max_lora_rank(rank),
+        **vllm_unsplit_prefill_kwargs(backend, max_model_len),
+    )
+
+
 class LoraRolloutEngine(RolloutEngine):
-    def __init__(
-        self,
-        model_dir: str,
-        backend: Backend,
-        dtype: str,
-        max_model_len: int,
-        seed: int,
-        gpu_memory_utilization: float,
-        max_loras: int,
-        max_lora_rank: int,
-    ) -> None:
-        extra = {}
-        if backend == "cpu":
-            # vLLM 0.29 rewinds a seeded request's generator when its prefill is split across
-            # steps (gpu_model_runner.py:3785, `gen.set_offset`), which a CPU generator refuses
-            # ("CPU Generator does not use offset") and the engine dies. S jobs' rollouts in one
-            # call exceed the CPU default budget of 4096 prompt tokens per step, so the budget
-            # is made large enough that no prompt is ever split. (Belongs in backend.py.)
-            extra = dict(max_num_seqs=CPU_MAX_NUM_SEQS, max_num_batched_tokens=CPU_MAX_NUM_SEQS * max_model_len)
-        super().__init__(
-            model_dir, backend, dtype, max_model_len, seed, gpu_memory_utilization,
-            enable_lora=True, max_loras=max_loras, max_cpu_loras=max_loras,
-            max_lora_rank=vllm_max_lora_rank(max_lora_rank), **extra,
-        )
+    def __init__(self, *engine_args, **llm_kwargs) -> None:
+        """RolloutEngine's arguments; llm_kwargs must enable LoRA (lora_llm_kwargs)."""
+        if not llm_kwargs.get("enable_lora"):
+            raise ValueError("LoraRolloutEngine needs the vllm.LLM arguments of lora_llm_kwargs")
+        super().__init__(*engine_args, **llm_kwargs)
         self._last_id = 0
         self._served: dict[str, object] = {}  # student name -> its current LoRARequest
 
@@ -66,15 +53,12 @@ class LoraRolloutEngine(RolloutEngine):
         self._last_id += 1
         request = LoRARequest(f"{student}@{self._last_id}", self._last_id, str(adapter_dir))
         self.llm.llm_engine.add_lora(request)
-        old = self._served.pop(student, None)
-        if old is not None:
-            self.llm.llm_engine.remove_lora(old.lora_int_id)
-            shutil.rmtree(old.lora_path, ignore_errors=True)
+        self.retire(student)  # the version it replaces
         self._served[student] = request
         return request
 
     def retire(self, student: str) -> None:
-        """Stop serving `student`'s adapter (its slot is reset to the baseline)."""
+        """Stop serving `student`'s adapter (its slot is reset to the baseline) and delete its folder."""
         old = self._served.pop(student, None)
         if old is not None:
             self.llm.llm_engine.remove_lora(old.lora_int_id)

@@ -4,11 +4,11 @@ The base model is loaded once; slot i is the peft adapter `slot{i}`. A job train
 reset re-initialises its A and B (B = 0, so a fresh adapter *is* the baseline) and gives it a new
 optimizer and LR schedule, which is all a reset needs (no DeepSpeed engine to rebuild).
 
-The update is the one StudentPolicy makes with DeepSpeed: OpenRLHF's `Actor` for log-probs, the
-RLOO advantages of its `RemoteExperienceMaker`, its `PolicyLoss`, gradients accumulated over
-micro batches, clipped to `actor.max_norm`, one Adam step per inner step on OpenRLHF's cosine
-schedule with the same betas, eps, weight decay and min-LR ratio (read from the same OpenRLHF
-argument defaults). The optimizer is torch's AdamW on the adapter's parameters instead of a
+The update is the one StudentPolicy makes with DeepSpeed, from the same flags (student/flags.py,
+with the adapter's learning rate): OpenRLHF's `Actor` for log-probs and the objective both share
+(student/rloo.py: KL in the reward, RLOO advantages, `PolicyLoss`), gradients accumulated over
+micro batches, clipped to `actor.max_norm`, one Adam step per inner step on the flags' schedule
+with the flags' betas, eps, weight decay, warm-up and min-LR ratio. The optimizer is torch's AdamW on the adapter's parameters instead of a
 ZeRO-2 DeepSpeed engine: a single-rank worker's ZeRO partitions nothing, and S engines over one
 shared module would each own (and offload, cast, reset) the whole model. The KL anchor is the
 base itself, computed with no adapter (no second copy of the weights). All slots of a lockstep
@@ -19,26 +19,34 @@ adapter, which on a small model costs about what one slot alone does.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from soar_orl.backend import Backend, openrlhf_backend_flags
+from soar_orl.backend import Backend
 from soar_orl.config import StudentConfig
 from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.student.lora_weights import AdapterWeights, StateDict
-from soar_orl.student.policy import StepStats, _actor_around
+from soar_orl.student.policy import inner_student_flags
+from soar_orl.student.rloo import RlooObjective, StepStats, actor_around
 from soar_orl.student.rollout import RolloutBatch
+
+
+def lora_student_flags(model_dir: str, student: StudentConfig, dtype: str, seed: int, backend: Backend) -> dict:
+    """The OpenRLHF flags of the LoRA students: the inner student's, with the adapter's learning
+    rate, the one training setting in which they differ."""
+    flags = inner_student_flags(model_dir, student, dtype, seed, backend)
+    flags["actor.adam.lr"] = student.lora.learning_rate(student.lr)
+    return flags
 
 
 class LoraPolicies:
     def __init__(
         self, model_dir: str | Path, student: StudentConfig, slots: int, dtype: str, seed: int, backend: Backend
     ) -> None:
-        from openrlhf.models import Actor, PolicyLoss
-        from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
-        from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
+        from openrlhf.models import Actor
         from openrlhf.utils.utils import get_strategy
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
@@ -46,32 +54,16 @@ class LoraPolicies:
 
         if not student.lora.enabled:
             raise ValueError("LoraPolicies needs student.lora.rank > 0")
-        self.student = student
         self.lora = student.lora
         self.model_dir = str(model_dir)
         self.slots = slots
-        self.lr = student.lora.learning_rate(student.lr)
-        flags = openrlhf_backend_flags(backend, dtype)
-        self.args = openrlhf_args(
-            {
-                "actor.model_name_or_path": self.model_dir,
-                "actor.adam.lr": self.lr,
-                "actor.lr_scheduler": "cosine_with_min_lr",
-                **flags,
-                "algo.advantage.estimator": "rloo",
-                "algo.kl.init_coef": student.kl_coef,
-                "rollout.n_samples_per_prompt": student.group_size,
-                "rollout.batch_size": student.batch_prompts,
-                "rollout.temperature": student.temperature,
-                "train.batch_size": student.batch_prompts * student.group_size,
-                "train.micro_batch_size": student.train_micro_batch_size,
-                "train.seed": seed,
-            }
-        )
+        self.args = openrlhf_args(lora_student_flags(self.model_dir, student, dtype, seed, backend))
+        if self.args.actor.optim != "adam":
+            raise ValueError(f"LoRA students train with AdamW; student.openrlhf_args sets actor.optim={self.args.actor.optim}")
         self.device = torch.device("cuda" if backend == "cuda" else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         base = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=getattr(torch, dtype), attn_implementation=flags["ds.attn_implementation"]
+            self.model_dir, dtype=getattr(torch, dtype), attn_implementation=self.args.ds.attn_implementation
         )
         self.peft_config = PeftLoraConfig(
             r=self.lora.rank, lora_alpha=self.lora.alpha, target_modules=list(self.lora.target_modules),
@@ -86,12 +78,9 @@ class LoraPolicies:
         self.model = model.to(self.device).eval()
         for name, param in self.model.named_parameters():
             param.requires_grad_("lora_" in name)
-        self.actor = _actor_around(Actor, self.model, student.temperature)
-        self.loss_fn = PolicyLoss()
-        # The experience maker only reads the strategy's args (advantage estimator, group size).
-        self.experience_maker = RemoteExperienceMaker(
-            None, None, None, None, FixedKLController(student.kl_coef), get_strategy(self.args), self.tokenizer
-        )
+        self.actor = actor_around(Actor, self.model, self.args.rollout.temperature)
+        # The experience maker only reads the strategy's args: no DeepSpeed world is set up.
+        self.objective = RlooObjective(self.args, get_strategy(self.args), self.tokenizer)
         self._optimizers: dict[int, tuple[torch.optim.Optimizer, object]] = {}
 
     @staticmethod
@@ -109,13 +98,17 @@ class LoraPolicies:
             torch.manual_seed(seed)
             for module in self._lora_layers():
                 module.reset_lora_parameters(name, init_lora_weights=True)
-        adam = self.args.actor.adam
+        actor = self.args.actor
         optimizer = torch.optim.AdamW(
-            self.parameters(slot), lr=self.lr, betas=tuple(adam.betas), eps=adam.eps, weight_decay=adam.weight_decay
+            self.parameters(slot), lr=actor.adam.lr, betas=tuple(actor.adam.betas), eps=actor.adam.eps,
+            weight_decay=actor.adam.weight_decay,
         )
+        # As OpenRLHF's DeepspeedStrategy.prepare builds the schedule from the same flags.
+        steps = max(1, total_steps)
         scheduler = get_scheduler(
-            "cosine_with_min_lr", optimizer, num_warmup_steps=0, num_training_steps=max(1, total_steps),
-            scheduler_specific_kwargs={"min_lr_rate": self.args.actor.min_lr_ratio},
+            actor.lr_scheduler, optimizer, num_warmup_steps=math.ceil(steps * actor.lr_warmup_ratio),
+            num_training_steps=steps,
+            scheduler_specific_kwargs={"min_lr_rate": actor.min_lr_ratio} if "with_min_lr" in actor.lr_scheduler else {},
         )
         self._optimizers[slot] = (optimizer, scheduler)
 
@@ -175,60 +168,41 @@ class LoraPolicies:
         and each slot's loss is OpenRLHF's PolicyLoss on its own rows only, so its gradient is
         exactly the one a separate update would give; then each slot steps its own optimizer.
         """
-        from openrlhf.models.utils import compute_approx_kl
-        from openrlhf.trainer.ppo_utils.experience import Experience
-
         rows = len(batch.rewards_B) // len(slots)
         if rows * len(slots) != len(batch.rewards_B) or len(set(slots)) != len(slots):
             raise ValueError(f"{len(batch.rewards_B)} rows do not split into blocks for distinct slots {list(slots)}")
         adapter_R = [self.slot_name(slot) for slot in slots for _ in range(rows)]
-        batch = _to_device(batch, self.device)
-        with torch.no_grad():
-            old_log_probs = self.actor(
-                batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT, adapter_names=adapter_R
-            )
-            if self.student.kl_coef > 0:
-                base_log_probs = self.actor(
-                    batch.sequences_BT, batch.action_mask_BA, batch.attention_mask_BT,
-                    adapter_names=["__base__"] * len(adapter_R),
-                )
-                kl = compute_approx_kl(old_log_probs, base_log_probs, kl_estimator="k1") * batch.action_mask_BA
-            else:
-                base_log_probs, kl = None, torch.zeros_like(old_log_probs)
-        experience = Experience(
-            sequences=batch.sequences_BT,
-            attention_mask=batch.attention_mask_BT,
-            action_mask=batch.action_mask_BA,
-            action_log_probs=old_log_probs,
-            base_action_log_probs=base_log_probs,
-            kl=kl,
-            rewards=batch.rewards_B.clone(),
-            index=list(range(len(batch.rewards_B))),
+        batch = batch.to(self.device)
+        # A pass takes `micro` rows of every block, so S slots cost S micro batches of memory.
+        micro = self.args.train.micro_batch_size
+        starts = range(0, rows, micro)
+        passes = [[block * rows + i for block in range(len(slots)) for i in range(start, min(start + micro, rows))]
+                  for start in starts]
+
+        def log_probs_of(adapters: Sequence[str]) -> torch.Tensor:
+            with torch.no_grad():
+                values = torch.cat([self._log_probs(batch, picked, [adapters[i] for i in picked]) for picked in passes])
+            in_batch_order = torch.empty_like(values)
+            in_batch_order[[i for picked in passes for i in picked]] = values
+            return in_batch_order
+
+        # The KL anchor is the base: peft's `__base__` rows skip every adapter.
+        experience, kl = self.objective.experience(
+            batch, log_probs_of(adapter_R), lambda: log_probs_of(["__base__"] * len(adapter_R))
         )
         # RLOO groups are group_size consecutive rows, so they never straddle two blocks.
-        (experience,) = self.experience_maker.compute_advantages_and_returns([experience])
-
-        # As DeepSpeed's gradient accumulation does: each micro loss scaled by 1 / micro batches.
-        micro = self.student.train_micro_batch_size
-        starts = range(0, rows, micro)
         losses: list[list[float]] = [[] for _ in slots]
-        for start in starts:
-            picked = [block * rows + i for block in range(len(slots)) for i in range(start, min(start + micro, rows))]
-            log_probs = self.actor(
-                batch.sequences_BT[picked], batch.action_mask_BA[picked], batch.attention_mask_BT[picked],
-                adapter_names=[adapter_R[i] for i in picked],
-            )
+        for picked in passes:
+            log_probs = self._log_probs(batch, picked, [adapter_R[i] for i in picked])
             width = len(picked) // len(slots)
             total = 0.0
             for block in range(len(slots)):
-                own, mine = slice(block * width, (block + 1) * width), picked[block * width : (block + 1) * width]
-                loss = self.loss_fn(
-                    log_probs[own], old_log_probs[mine], experience.advantages[mine],
-                    action_mask=batch.action_mask_BA[mine],
-                )[0]
+                mine = picked[block * width : (block + 1) * width]
+                loss = self.objective.loss(log_probs[block * width : (block + 1) * width], experience, mine)
                 total = total + loss
                 losses[block].append(loss.item())
-            (total / len(starts)).backward()
+            # As DeepSpeed's gradient accumulation does: each micro loss scaled by 1 / micro batches.
+            (total / len(passes)).backward()
         stats = []
         for block, slot in enumerate(slots):
             optimizer, scheduler = self._optimizers[slot]
@@ -236,26 +210,19 @@ class LoraPolicies:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            own = slice(block * rows, (block + 1) * rows)
-            tokens = batch.action_mask_BA[own].sum().clamp(min=1)
-            stats.append(StepStats(
-                loss=sum(losses[block]) / len(losses[block]),
-                reward_mean=batch.rewards_B[own].mean().item(),
-                kl_mean=(kl[own].sum() / tokens).item(),
-            ))
+            stats.append(self.objective.stats(losses[block], batch, kl, slice(block * rows, (block + 1) * rows)))
         return stats
+
+    def _log_probs(self, batch: RolloutBatch, picked: Sequence[int], adapters: Sequence[str]) -> torch.Tensor:
+        return self.actor(
+            batch.sequences_BT[picked], batch.action_mask_BA[picked], batch.attention_mask_BT[picked],
+            adapter_names=list(adapters),
+        )
 
     def _lora_layers(self):
         from peft.tuners.lora import LoraLayer
 
         return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
-
-
-def _to_device(batch: RolloutBatch, device: torch.device) -> RolloutBatch:
-    return RolloutBatch(
-        batch.sequences_BT.to(device), batch.attention_mask_BT.to(device),
-        batch.action_mask_BA.to(device), batch.rewards_B.to(device),
-    )
 
 
 def _base_names(state: StateDict, base: torch.nn.Module) -> StateDict:

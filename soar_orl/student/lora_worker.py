@@ -20,31 +20,25 @@ import random
 import time
 from collections.abc import Sequence
 
-from soar_orl.student.lora_engine import LoraRolloutEngine
+from soar_orl.student.lora_engine import LoraRolloutEngine, lora_llm_kwargs
 from soar_orl.student.lora_policy import LoraPolicies
 from soar_orl.student.lora_weights import AdapterWeights, StateDict
-from soar_orl.student.rollout import pack_rollouts
-from soar_orl.student.worker import JobResult, StudentJob, StudentWorker, WorkerSpec, _Clock, _draw
-from soar_orl.tasks import build_task
+from soar_orl.student.worker import EngineWorker, JobResult, StudentJob, WorkerSpec, _Clock, _draw
 
 
-class LoraStudentWorker(StudentWorker):
-    """Inherits StudentWorker's engine-side helpers (prompts, grading, greedy_answers and
-    sample_correct, which run on the base: a fresh adapter is the base); replaces its trainer."""
+class LoraStudentWorker(EngineWorker):
+    """Its engine-side steps are EngineWorker's (greedy_answers and sample_correct run on the
+    base: a fresh adapter is the base); the trainer is S adapters on one base."""
 
     def __init__(self, spec: WorkerSpec, students_per_worker: int = 1) -> None:
-        self.spec = spec
-        self.task = build_task(spec.task)
-        self.levels = spec.student.reward.levels()
         self.students_per_worker = students_per_worker
         self.policies = LoraPolicies(
             spec.model_dir, spec.student, students_per_worker, spec.dtype, spec.seed, spec.backend
         )
-        self.engine = LoraRolloutEngine(
-            spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization,
-            max_loras=students_per_worker, max_lora_rank=spec.student.lora.rank,
+        super().__init__(
+            spec, self.policies.tokenizer, LoraRolloutEngine,
+            **lora_llm_kwargs(spec.backend, spec.max_model_len, students_per_worker, spec.student.lora.rank),
         )
-        self.tokenizer = self.policies.tokenizer
 
     # ------------------------------------------------------------------ baseline
 
@@ -59,9 +53,6 @@ class LoraStudentWorker(StudentWorker):
         self.engine.llm.reset_prefix_cache()  # base KV computed with the old weights
 
     # ------------------------------------------------------------------ jobs
-
-    def run_job(self, job: StudentJob) -> tuple[JobResult, AdapterWeights | None]:
-        return self.run_jobs([job])[0]
 
     def run_jobs(self, jobs: Sequence[StudentJob]) -> list[tuple[JobResult, AdapterWeights | None]]:
         """Each job's result and, if asked for, its adapter; students_per_worker jobs at a time."""
@@ -95,17 +86,9 @@ class LoraStudentWorker(StudentWorker):
                 prompts, [loras[slot] for slot, _ in order], n=cfg.group_size, temperature=cfg.temperature,
                 max_tokens=cfg.max_new_tokens, seeds_B=[seeds[slot] for slot, _ in order],
             )
-            texts = [g.text for group in groups for g in group]
-            labels = [pair.answer for _, pair in order for _ in range(cfg.group_size)]
-            rewards = [self.levels.reward(g.outcome) for g in self.task.grade_many(texts, labels)]
-            started = clock.add("rollout", started)
             # Job-major blocks of batch_prompts x group_size rows: one batch, one update of all.
-            batch = pack_rollouts(
-                prompts_B=[prompt for prompt in prompts for _ in range(cfg.group_size)],
-                responses_B=[g.token_ids for group in groups for g in group],
-                rewards_B=rewards,
-                pad_id=self.tokenizer.pad_token_id,
-            )
+            batch = self._graded_rollouts(prompts, groups, [pair for _, pair in order])
+            started = clock.add("rollout", started)
             for slot, stats in zip(active, self.policies.train_step(active, batch)):
                 steps[slot].append(stats)
             started = clock.add("train", started)

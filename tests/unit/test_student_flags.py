@@ -60,6 +60,20 @@ def test_inner_students_and_rlvr_agree_on_every_training_setting(recipe, backend
     assert {path: setting(inner, path) for path in expected} == expected
 
 
+def test_lora_students_train_with_the_inner_students_settings_but_the_adapter_lr():
+    from soar_orl.student.lora_policy import lora_student_flags
+
+    cfg = load_config(PAPER_RECIPE.parent / "quickstart.yaml", [
+        "student.lora.rank=8", "student.openrlhf_args={actor.max_norm: 0.5, algo.kl.estimator: k2}",
+    ])
+    inner = openrlhf_args(inner_student_flags("model", cfg.student, cfg.model.dtype, cfg.run.seed, "cpu"))
+    lora = openrlhf_args(lora_student_flags("model", cfg.student, cfg.model.dtype, cfg.run.seed, "cpu"))
+    differ = {path for path in TRAINING_SETTINGS if setting(inner, path) != setting(lora, path)}
+    assert differ == {"actor.adam.lr"}
+    assert lora.actor.adam.lr == pytest.approx(10 * cfg.student.lr)
+    assert (lora.actor.max_norm, lora.algo.kl.estimator) == (0.5, "k2")
+
+
 def test_trainer_placement_may_not_set_a_training_setting():
     """Each trainer's own flags (model, GPUs, data, checkpoints) leave the training settings to the
     shared builder, so the two cannot differ through a trainer's defaults."""
