@@ -74,10 +74,10 @@ def run_soar(cfg: SoarConfig) -> RunDir:
         raise ValueError(f"data.q_r_size={cfg.data.q_r_size} exceeds the {len(hard_train)} problems of {cfg.data.hard_train}")
 
     # The student pool is created first and by the driver (see the hazards in DESIGN.md).
-    log.info("set-up 1/3: Ray (%s, %d GPUs)", backend, cfg.pools.cluster_gpus)
+    log.info("set-up 1/3: Ray (%s, %d GPU(s))", backend, cfg.pools.cluster_gpus)
     init_ray(backend, declared_gpus=cfg.pools.cluster_gpus, shared_dir=str(run_dir.path))
     student_dir = str(resolve_model(cfg.model.student))
-    log.info("set-up 2/3: the student pool (%d workers: DeepSpeed and vLLM each)", cfg.pools.student_workers)
+    log.info("set-up 2/3: the student pool (%d worker(s): DeepSpeed and vLLM each)", cfg.pools.student_workers)
     pool = StudentPool(
         WorkerSpec.from_config(cfg, student_dir, backend),
         cfg.pools,
@@ -87,7 +87,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
     # A resumed teacher starts from the committed HF weights and continues with the optimizer,
     # LR schedule and weights of the DeepSpeed checkpoint committed with them.
     teacher_dir = run_dir.teacher_dir if state.teacher_tag else resolve_model(cfg.model.teacher)
-    log.info("set-up 3/3: the teacher (OpenRLHF RLOO on %d GPUs, %d vLLM engines)", cfg.pools.teacher_gpus,
+    log.info("set-up 3/3: the teacher (OpenRLHF RLOO on %d GPU(s), %d vLLM engine(s))", cfg.pools.teacher_gpus,
              cfg.pools.teacher_vllm_engines)
     teacher = Teacher(cfg, backend, str(teacher_dir), str(run_dir.teacher_staging_dir),
                       str(run_dir.teacher_optimizer_dir), resume_tag=state.teacher_tag)
