@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from soar_orl.backend import Backend, init_ray, resolve_backend
+from soar_orl.console import log_to
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
 from soar_orl.methods import method_of_mode
@@ -101,6 +102,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     from openrlhf.cli.train_ppo_ray import train
 
     run_dir = RunDir(cfg)
+    log_to(run_dir.path)  # a no-op for a SOAR run's baselines: they log into the run's log
     backend = resolve_backend(cfg.backend)
     task = build_task(cfg.data.task)
     if problems is None:

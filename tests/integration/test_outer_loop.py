@@ -14,6 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from soar_orl.console import LOG_HEADER
 from tests.integration.conftest import TEACHER_INSTRUCTION
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,11 @@ def test_grounded_soar_is_killed_and_resumes(tmp_path, soar_model):
     # tracker, baseline and teacher tag are not all of its step), the teacher with the Adam
     # moments saved with that state.
     assert f"at step {killed_at} with {killed_at} promotions" in resumed.stderr
-    assert "Loading the checkpoint" in resumed.stdout + resumed.stderr
+    # DeepSpeed's own line, in the teacher's actors: forwarded by Ray into the run's log (appended
+    # to the killed run's), not onto the terminal (soar_orl/console.py).
+    log = (run_dir / "logs" / "run.log").read_text()
+    assert "Loading the checkpoint" in log and "Loading the checkpoint" not in resumed.stdout + resumed.stderr
+    assert log.count(LOG_HEADER) == 2  # one part per invocation
     assert "optimizer starts fresh" not in resumed.stderr
     tags = sorted(p.name for p in (run_dir / "teacher_optimizer" / "_actor").iterdir() if p.is_dir())
     assert tags[-1] == "next_step_3" and len(tags) <= 2

@@ -7,6 +7,7 @@ promoted_problems, tests/unit/test_promotion.py): a third fresh student here wou
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from math import comb
@@ -41,6 +42,11 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     summary = json.loads((run_dir / "eval" / "final.json").read_text())
     for method in ("base", "Hard-Only", "SOAR-PS", "SOAR-T"):
         assert f"| {method} |" in result.stdout  # the printed table has a row per method
+    # The terminal has soar-orl's lines; the Ray workers' output (vLLM, DeepSpeed, OpenRLHF) is in the log.
+    ray_prefix = re.compile(r"^\([A-Za-z_]\w* pid=\d+", re.MULTILINE)
+    assert not ray_prefix.search(result.stdout + result.stderr)
+    assert ray_prefix.search((run_dir / "logs" / "run.log").read_text())
+    assert f"run directory: {run_dir} (log: {run_dir / 'logs' / 'run.log'})" in result.stdout
 
     # Every number of the table, recomputed from the per-sample grades on disk.
     test_ids = [p.id for p in resolve_problems("builtin:arith/hard_test")]
