@@ -17,7 +17,7 @@ One outer step (paper, Algorithm 1; `OuterLoop.step`):
   6. promotion: when the moving average of the teacher reward exceeds tau, the median student of
      the best dataset becomes the baseline of every worker and X_k joins the PQ archive.
 With meta.async the teacher samples step t+1 while the students of step t train (one step of
-policy lag, logged as time/policy_lag); otherwise steps run in strict on-policy order.
+policy lag, logged as teacher/policy_lag); otherwise steps run in strict on-policy order.
 
 The run state (`RunState`: next step, promotion tracker with the PQ archive, baseline student,
 teacher checkpoint) is committed as one unit (`RunDir.commit`) every `meta.checkpoint_every` steps,
@@ -318,7 +318,7 @@ def step_metrics(result: StepResult) -> dict[str, float]:
         "time/students_busy": sum(sum(res.timings.values()) for res in all_results) / result.pool_workers,
         "time/teacher_update": result.seconds["teacher_update"],
         "time/step": result.seconds["step"],
-        "time/policy_lag": result.policy_lag,
+        "teacher/policy_lag": result.policy_lag,
         "pool/utilisation": result.pool_utilisation,
     }
 

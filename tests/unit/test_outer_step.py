@@ -166,7 +166,7 @@ def test_one_outer_step(cfg, tiny_llama_dir):
     assert row["promotion/promoted"] == 1.0 and row["promotion/count"] == 1.0
     assert row["time/students_busy"] == (1 + G * R) * 1.0 / FakePool.num_workers
     assert row["teacher/policy_loss"] == 0.125 and "teacher/note" not in row
-    assert 0 < row["teacher/valid_rate"] < 1 and row["time/policy_lag"] == 0
+    assert 0 < row["teacher/valid_rate"] < 1 and row["teacher/policy_lag"] == 0
 
     # Step 1 uses the batch sampled ahead (one step of policy lag) and the longer inner runs
     # that follow a promotion; nothing is promoted, so nothing forces a commit.
