@@ -31,7 +31,7 @@ def unbiased_pass_at_k(n: int, c: int, k: int) -> float:
 
 def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path: Path) -> None:
     overrides = [
-        f"run.output_dir={tmp_path}", "meta.outer_steps=2", "meta.window=1", "meta.tau=-1", "meta.rlvr_steps=2",
+        f"run.output_dir={tmp_path}", "meta.outer_steps=2", "meta.window=1", "meta.tau=-1", "meta.rlvr_steps=2", "meta.g=2", "student.inner_steps=4",
         f"evaluation.samples={SAMPLES}", f"evaluation.ks=[{','.join(map(str, KS))}]", "logging.progress_bar=false",
         "evaluation.after_run=[hard_only,teacher]",
     ]
