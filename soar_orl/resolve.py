@@ -10,7 +10,7 @@ local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 from __future__ import annotations
 
 from soar_orl.tasks.base import Problem
-from soar_orl.tasks.math import load_problems
+from soar_orl.tasks.problems import load_problems
 
 BUILTIN = "builtin:"
 
@@ -35,11 +35,11 @@ def resolve_problems(source: str) -> list[Problem]:
         return load_problems(source)
     world, _, split = source.removeprefix(BUILTIN).partition("/")
     if world == "arith" and split in ("hard_train", "hard_test"):
-        from soar_orl.tasks.arith_hard import SPLIT_FILES, hard_split_dir
+        from soar_orl.eval.arith_hard import SPLIT_FILES, hard_split_dir
 
         return load_problems(str(hard_split_dir() / SPLIT_FILES[split]))
     if world == "arith" and split == "full_train":
-        from soar_orl.tasks.arith_hard import full_train_problems
+        from soar_orl.eval.arith_hard import full_train_problems
 
         return full_train_problems()
     raise ValueError(

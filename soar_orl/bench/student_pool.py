@@ -17,6 +17,7 @@ on the same jobs and cores; see `run_lora`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import tempfile
 import time
@@ -48,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     from soar_orl.backend import init_ray
     from soar_orl.config import PoolsConfig, StudentConfig
+    from soar_orl.formats import QAPair
     from soar_orl.meta.pool import StudentPool
     from soar_orl.student.worker import StudentJob, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
     from soar_orl.tiny_model import make_tiny_llama
 
     student = StudentConfig(
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         num_nodes=1, gpus_per_node=2, teacher_gpus=1, teacher_vllm_engines=1, student_gpus=1, cpus_per_worker=0.5
     )
     model_dir = make_tiny_llama(Path(tempfile.mkdtemp(prefix="soar-bench-")) / "tiny")
-    spec = WorkerSpec(str(model_dir), "math", student, "cpu", "float32", max_model_len=256)
+    spec = WorkerSpec(str(model_dir), "math", student, "cpu", "float32", max_model_len=256,
+                      gpu_memory_utilization=pools.vllm_gpu_memory_utilization, seed=0)
     pairs = tuple(QAPair(f"What is {i} + {i + 1}?", str(2 * i + 1)) for i in range(16))
     jobs = [StudentJob(f"job{i}", pairs[:8], pairs[8:], steps=args.steps, seed=i) for i in range(args.jobs)]
     init_ray("cpu", declared_gpus=pools.cluster_gpus)
@@ -116,10 +118,10 @@ def run_lora(args: argparse.Namespace) -> int:
 
     from soar_orl.backend import init_ray
     from soar_orl.config import derive_config, load_config
+    from soar_orl.formats import QAPair
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.student.lora_worker import LoraStudentWorker
     from soar_orl.student.worker import StudentJob, StudentWorker, WorkerSpec
-    from soar_orl.teacher.parser import QAPair
 
     students = args.students_per_worker
     cfg = load_config(args.recipe)
@@ -148,7 +150,7 @@ def run_lora(args: argparse.Namespace) -> int:
         return label, wall, startup, results
 
     def spec(student) -> WorkerSpec:
-        return WorkerSpec(model_dir, cfg.data.task, student, "cpu", cfg.model.dtype, cfg.model.max_model_len)
+        return dataclasses.replace(WorkerSpec.from_config(cfg, model_dir, "cpu"), student=student)
 
     actor_options = dict(num_gpus=1, num_cpus=1)
     rows = [

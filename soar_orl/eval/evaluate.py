@@ -28,7 +28,7 @@ from soar_orl.eval.shards import (
     sample_pending,
     shard_file,
 )
-from soar_orl.meta.run_dir import atomic_write_text
+from soar_orl.files import atomic_write_text
 from soar_orl.tasks.base import Problem
 
 SAMPLES_SUFFIX = ".samples.jsonl"

@@ -10,7 +10,7 @@ with other settings is refused (eval/shards.py; the settings are kept in `filter
 Each problem's samples are seeded by the problem itself (eval/sampling.py), so a resumed run
 draws the samples an uninterrupted run would have drawn, up to vLLM's own nondeterminism.
 
-Output: `train.jsonl`, `test.jsonl` (rows as the problem file, readable by tasks/math.py
+Output: `train.jsonl`, `test.jsonl` (rows as the problem file, readable by tasks/problems.py
 load_problems), `full_train.jsonl` (every problem of the pool except the hard test split: the
 Oracle's "full real training set", as `builtin:arith/full_train` is for the arithmetic world),
 `success_counts.jsonl` (id, successes, k) and `summary.json`.
@@ -34,8 +34,9 @@ from soar_orl.eval.shards import (
     shard_file,
 )
 from soar_orl.eval.splits import HardSplit, hard_split
-from soar_orl.meta.run_dir import atomic_write_text
+from soar_orl.files import atomic_write_text
 from soar_orl.tasks.base import Problem
+from soar_orl.tasks.problems import write_problems
 
 SETTINGS_FILE = "filter_settings.json"
 SHARDS_DIR = "shards"
@@ -96,8 +97,7 @@ def finish(out_dir: Path, problems: Sequence[Problem], counts: dict[str, int], s
     held_out = set(split.test)
     full_train = tuple(p.id for p in problems if p.id not in held_out)
     for name, ids in (("train", split.train), ("test", split.test), ("full_train", full_train)):
-        rows = [{"id": i, "problem": by_id[i].problem, "answer": by_id[i].answer, **by_id[i].metadata} for i in ids]
-        atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+        write_problems(out_dir / f"{name}.jsonl", (by_id[i] for i in ids))
     atomic_write_text(out_dir / COUNTS_FILE, "".join(
         json.dumps({"id": p.id, "successes": counts[p.id], "k": settings.k}) + "\n" for p in problems))
     summary = {"problems": len(problems), "hard": len(split.train) + len(split.test), "train": len(split.train),

@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from soar_orl.eval.vendi import vendi_score
-from soar_orl.meta.run_dir import atomic_write_text, read_jsonl
+from soar_orl.files import atomic_write_text, read_jsonl
+from soar_orl.formats import QAPair, extract_last_boxed
 from soar_orl.tasks.base import Outcome, Task
-from soar_orl.tasks.verify import extract_last_boxed
-from soar_orl.teacher.parser import QAPair
 
 VENDI_MAX_ITEMS = 512  # the kernel is N x N: subsample larger sets (seeded)
 

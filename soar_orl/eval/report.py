@@ -25,9 +25,10 @@ from statistics import mean, stdev
 import yaml
 
 from soar_orl.eval.questions import answer_accuracy_text
-from soar_orl.meta.run_dir import read_jsonl
+from soar_orl.files import read_jsonl
+from soar_orl.methods import METHODS
 
-TEACHER_FREE_METHODS = ("base", "Hard-Only", "Oracle")
+TEACHER_FREE_METHODS = tuple(method.name for method in METHODS if method.teacher_free)
 EXAMPLE_QUESTIONS = 3
 
 
@@ -167,5 +168,4 @@ def write_report(run_paths: Sequence[Path], out_dir: Path) -> Path:
 
 
 def _method_order(label: str) -> tuple[int, str]:
-    order = ("base", "Hard-Only", "Oracle", "SOAR-PS", "SOAR-PQ", "SOAR-T")
-    return next((i for i, name in enumerate(order) if label.startswith(name)), len(order)), label
+    return next((i for i, method in enumerate(METHODS) if label.startswith(method.name)), len(METHODS)), label

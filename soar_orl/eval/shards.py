@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from soar_orl.cache import content_hash
 from soar_orl.eval.sampling import OnShardDone, ProblemSamples, SamplingParams, Shard
-from soar_orl.meta.run_dir import atomic_write_text
+from soar_orl.files import atomic_write_text
 from soar_orl.tasks.base import Problem
 
 

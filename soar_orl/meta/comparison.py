@@ -25,18 +25,20 @@ from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
 from soar_orl.eval.evaluate import EvalSettings, evaluate_model, evaluation_size
+from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
-from soar_orl.eval.plots import plot_soar_curves
+from soar_orl.files import read_jsonl
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
-from soar_orl.meta.run_dir import baseline_student_dir, read_jsonl
+from soar_orl.meta.run_dir import baseline_student_dir
+from soar_orl.methods import BASE, HARD_ONLY, METHODS, ORACLE, SOAR_PQ, SOAR_PS, SOAR_T, Method
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
+from soar_orl.teacher.sampling import RejectionSamplingError, rejection_sample
 
 log = logging.getLogger("soar")
 
-METHODS = ("base", "Hard-Only", "Oracle", "SOAR-PS", "SOAR-PQ", "SOAR-T")
 SHOWN_PROMOTED_QUESTIONS = 5
 
 
@@ -47,27 +49,30 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     test_sets.update({Path(source).stem: resolve_problems(source) for source in cfg.data.ood_test})
     promoted = read_jsonl(run_path / "promoted_questions.jsonl")
 
-    models: dict[str, str] = {"base": resolve_model(cfg.model.student)}
+    after_run = cfg.evaluation.after_run
+    models: dict[str, str] = {BASE.name: resolve_model(cfg.model.student)}
     notes: dict[str, str] = {}
-    if "hard_only" in cfg.evaluation.after_run:
-        models["Hard-Only"] = _train_student(cfg, run_path, "Hard-Only", "hard_only", resolve_problems(cfg.data.hard_train))
-    if "oracle" in cfg.evaluation.after_run:
-        models["Oracle"] = _train_student(cfg, run_path, "Oracle", "oracle", resolve_problems(cfg.data.full_train))
-    models["SOAR-PS"] = str(baseline_student_dir(run_path) or models["base"])
+    if HARD_ONLY.after_run in after_run:
+        models[HARD_ONLY.name] = _train_student(cfg, run_path, HARD_ONLY, HARD_ONLY.slug,
+                                                resolve_problems(cfg.data.hard_train))
+    if ORACLE.after_run in after_run:
+        models[ORACLE.name] = _train_student(cfg, run_path, ORACLE, ORACLE.slug, resolve_problems(cfg.data.full_train))
+    models[SOAR_PS.name] = str(baseline_student_dir(run_path) or models[BASE.name])
     if not promoted:
-        notes["SOAR-PS"] = "no promotion: the base student"
-    if "pq" in cfg.evaluation.after_run:
+        notes[SOAR_PS.name] = "no promotion: the base student"
+    if SOAR_PQ.after_run in after_run:
         if promoted:
             pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
                   for row in promoted for i, pair in enumerate(row["pairs"])]
-            models["SOAR-PQ"] = _train_on_synthetic(cfg, run_path, "SOAR-PQ", pq)
+            models[SOAR_PQ.name] = _train_on_synthetic(cfg, run_path, SOAR_PQ, pq)
         else:
-            notes["SOAR-PQ"] = "no promotion, no promoted questions: not trained"
-    if "teacher" in cfg.evaluation.after_run:
+            notes[SOAR_PQ.name] = "no promotion, no promoted questions: not trained"
+    if SOAR_T.after_run in after_run:
         questions = _sample_teacher(cfg, run_path, task)
-        models["SOAR-T"] = _train_on_synthetic(cfg, run_path, "SOAR-T", questions)
+        models[SOAR_T.name] = _train_on_synthetic(cfg, run_path, SOAR_T, questions)
 
-    results = _evaluate_methods(cfg, run_path, models, test_sets)
+    settings = EvalSettings.from_config(cfg)
+    results = _evaluate_methods(cfg, run_path, models, test_sets, settings)
 
     curves = plot_soar_curves(read_jsonl(run_path / "metrics.jsonl"), cfg.meta.tau, run_path / "plots", cfg.run.name)
     summary = {
@@ -88,12 +93,11 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
 
 
 def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
-                      test_sets: dict[str, list[Problem]]) -> dict[str, dict]:
+                      test_sets: dict[str, list[Problem]], settings: EvalSettings) -> dict[str, dict]:
     """pass@k of every method's model into run_path/eval/<method>, on engines over all the
     cluster's GPUs (pools.cluster_gpus), with one progress bar over every method's samples.
     A method whose model is another's (SOAR-PS without a promotion is the base student) is not
     sampled twice. An evaluation folder of a model since retrained is started over."""
-    settings = EvalSettings.from_config(cfg)
     distinct: dict[str, str] = {}  # model -> the first method that uses it
     for method, model_dir in models.items():
         distinct.setdefault(model_dir, method)
@@ -101,6 +105,7 @@ def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
     print(f"evaluating {', '.join(distinct.values())}: {settings.samples} samples per problem of "
           f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}", flush=True)
     by_model: dict[str, dict] = {}
+    slugs = {method.name: method.slug for method in METHODS}
     first = next(iter(distinct))
     # Every method's model is the base student fine-tuned: one set of engines reloads each in turn.
     with progress_bar(total, 0, "final evaluation", disable=not cfg.logging.progress_bar) as bar, \
@@ -108,7 +113,7 @@ def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
                             gpus=cfg.pools.cluster_gpus, backend=cfg.backend) as service:
         for model_dir, method in distinct.items():
             service.load_model(model_dir)
-            by_model[model_dir] = evaluate_model(service, test_sets, settings, run_path / "eval" / _slug(method),
+            by_model[model_dir] = evaluate_model(service, test_sets, settings, run_path / "eval" / slugs[method],
                                                  bar=bar, replace_other=True)
     return {method: by_model[model_dir] for method, model_dir in models.items()}
 
@@ -120,7 +125,7 @@ def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> 
         lines += [f"### {name}: pass@k (%), {size} problems, {summary['samples']} samples each", ""]
         lines.append("| method | " + " | ".join(f"pass@{k}" for k in ks) + " |")
         lines.append("|---|" + "---:|" * len(ks))
-        for method in METHODS:
+        for method in (method.name for method in METHODS):
             if method in summary["pass_at_k"]:
                 table = summary["pass_at_k"][method][name]
                 note = f" ({summary['notes'][method]})" if method in summary["notes"] else ""
@@ -139,29 +144,29 @@ def format_summary(summary: dict, promoted: list[dict], ks: tuple[int, ...]) -> 
     return "\n".join(lines)
 
 
-def _train_student(cfg: SoarConfig, run_path: Path, method: str, name: str, problems: list[Problem],
+def _train_student(cfg: SoarConfig, run_path: Path, method: Method, name: str, problems: list[Problem],
                    model: str | None = None, steps: int | None = None, stage: str | None = None) -> str:
     """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder. Its
-    run directory records `method` (rlvr.METHOD_FILE), and meta.mode=oracle for the Oracle."""
+    run directory records the method's name (rlvr.METHOD_FILE), and meta.mode=oracle for the Oracle."""
     sub = derive_config(cfg, {
         "run.output_dir": str(run_path / "baselines"),
         "run.name": name,
         "run.overwrite": True,
         "run.resume": False,
-        "meta.mode": "oracle" if method == "Oracle" else "hard_only",
+        "meta.mode": (ORACLE if method == ORACLE else HARD_ONLY).after_run,
         "meta.rlvr_steps": steps or cfg.meta.rlvr_steps,
         "model.student": model or cfg.model.student,
         "evaluation.after_run": [],
     })
     log.info("training the %s student: %d RLVR steps", name, sub.meta.rlvr_steps)
-    run_dir = run_rlvr(sub, problems, method=method, stage=stage)
+    run_dir = run_rlvr(sub, problems, method=method.name, stage=stage)
     return str(run_dir.checkpoints / "student")
 
 
-def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: str, synthetic: list[Problem]) -> str:
+def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: Method, synthetic: list[Problem]) -> str:
     """A fresh student trained on synthetic questions and the hard train split, in the configured order."""
     hard_train = resolve_problems(cfg.data.hard_train)
-    name = _slug(method)
+    name = method.slug
     if cfg.evaluation.synthetic_order == "mixed":
         return _train_student(cfg, run_path, method, name, synthetic + hard_train)  # run_rlvr shuffles
     first = max(1, cfg.meta.rlvr_steps // 2)
@@ -172,30 +177,26 @@ def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: str, synthetic:
 
 
 def _sample_teacher(cfg: SoarConfig, run_path: Path, task) -> list[Problem]:
-    """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget."""
+    """Valid (question, answer) pairs from the run's final teacher, one per prompt of the budget
+    (fewer if the teacher.max_attempts_factor budget runs out first, but at least one)."""
     from soar_orl.eval.sampling import generate, start_engine, stop_engine
-    from soar_orl.teacher.parser import QAPair
 
     saved = run_path / "checkpoints" / "teacher"
     teacher_dir = saved if (saved / "config.json").exists() else resolve_model(cfg.model.teacher)
     wanted = prompt_budget(cfg)
+    instruction = cfg.teacher.instruction or task.teacher_prompt()
     llm = start_engine(teacher_dir, cfg.model.dtype, cfg.model.max_model_len, cfg.evaluation.seed)
     try:
-        pairs: list[QAPair] = []
-        for _ in range(cfg.teacher.max_attempts_factor):
-            texts = generate(llm, [cfg.teacher.instruction or task.teacher_prompt()], wanted,
-                             cfg.teacher.temperature, cfg.teacher.max_new_tokens)[0]
-            pairs += [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
-            if len(pairs) >= wanted:
-                break
+        pairs = rejection_sample(
+            lambda k: generate(llm, [instruction], k, cfg.teacher.temperature, cfg.teacher.max_new_tokens)[0],
+            task.parse_teacher_output, wanted, cfg.teacher.max_attempts_factor,
+        ).pairs
+    except RejectionSamplingError as short:
+        if not short.pairs:
+            raise RuntimeError(f"the teacher in {teacher_dir} wrote no valid question: {short}") from None
+        pairs = short.pairs
     finally:
         stop_engine(llm)
-    if not pairs:
-        raise RuntimeError(f"the teacher in {teacher_dir} wrote no valid question in "
-                           f"{cfg.teacher.max_attempts_factor * wanted} samples")
-    log.info("SOAR-T: %d valid teacher questions from %s", min(len(pairs), wanted), teacher_dir)
+    log.info("%s: %d valid teacher questions from %s", SOAR_T.name, min(len(pairs), wanted), teacher_dir)
     return [Problem(f"t-{i}", pair.question, pair.answer) for i, pair in enumerate(pairs[:wanted])]
 
-
-def _slug(method: str) -> str:
-    return method.lower().replace("-", "_")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from statistics import mean
 from typing import Any
 
@@ -37,16 +37,16 @@ from tqdm import tqdm
 
 from soar_orl.backend import init_ray, resolve_backend
 from soar_orl.config import MetaConfig, SoarConfig
+from soar_orl.formats import QAPair
 from soar_orl.meta.metrics import MetricsLogger
-from soar_orl.meta.promotion import PromotionDecision, PromotionParams, PromotionTracker
+from soar_orl.meta.promotion import PromotionDecision, PromotionTracker
 from soar_orl.meta.run_dir import RunDir, RunState
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student.worker import JobResult, StudentJob, WorkerSpec
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem, Task
-from soar_orl.teacher.parser import QAPair
 from soar_orl.teacher.rewards import grounded_reward, intrinsic_reward, per_sample_rewards
-from soar_orl.teacher.sampling import RejectionSamplingError, SamplingParams, SamplingStats, rejection_sample
+from soar_orl.teacher.sampling import RejectionSamplingError, SamplingStats, rejection_sample
 
 log = logging.getLogger("soar")
 
@@ -63,7 +63,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
 
     meta = cfg.meta
     run_dir = RunDir(cfg)  # on resume it first refuses a changed config, touching nothing
-    state = RunState(PromotionTracker(PromotionParams(window=meta.window, tau=meta.tau)), meta.trains_teacher)
+    state = RunState(PromotionTracker(meta), meta.trains_teacher)
     baseline = run_dir.resume(state) if cfg.run.resume else None
     backend = resolve_backend(cfg.backend)
     task = build_task(cfg.data.task)
@@ -75,8 +75,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
     init_ray(backend, declared_gpus=cfg.pools.cluster_gpus, shared_dir=str(run_dir.path))
     student_dir = str(resolve_model(cfg.model.student))
     pool = StudentPool(
-        WorkerSpec(student_dir, cfg.data.task, cfg.student, backend, cfg.model.dtype, cfg.model.max_model_len,
-                   cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed),
+        WorkerSpec.from_config(cfg, student_dir, backend),
         cfg.pools,
     )
     if baseline is not None:
@@ -263,7 +262,7 @@ class OuterLoop:
         try:
             result = rejection_sample(
                 sample, lambda out: self.task.parse_teacher_output(out[1]), meta.g * meta.n,
-                SamplingParams(self.cfg.teacher.max_attempts_factor),
+                self.cfg.teacher.max_attempts_factor,
             )
         except RejectionSamplingError:
             # Keep what the teacher wrote: it is what one needs to see to fix the prompt or model.
@@ -281,11 +280,7 @@ def record_step(run_dir: RunDir, metrics: MetricsLogger, result: StepResult, n: 
     """The step's rows: the promoted dataset, every teacher sample, the metrics line."""
     entry = result.decision.promoted
     if entry is not None:
-        run_dir.append_jsonl("promoted_questions.jsonl", {
-            "step": result.step, "reward": entry.reward, "student_accuracy": entry.student_accuracy,
-            "dataset_index": entry.dataset_index, "run_index": entry.run_index,
-            "pairs": [asdict(p) for p in entry.pairs],
-        })
+        run_dir.append_jsonl("promoted_questions.jsonl", entry.to_row())
     run_dir.write_teacher_samples(result.step, _sample_rows(result.batch, n, result.rewards_G))
     metrics.log(result.step, step_metrics(result))
 

@@ -4,8 +4,9 @@
     bash run.sh probe recipes/quickstart.yaml student.inner_steps=24 --datasets ... --out runs/probe-24
 
 SOAR's teacher is rewarded by what its datasets do to a student: reset to the baseline,
-`student.inner_steps` RLOO steps on the dataset, greedy accuracy on Q_R (a fresh sample of
-`data.q_r_size` hard train problems) minus the baseline's accuracy on the same Q_R. This command
+`student.inner_steps` RLOO steps on the dataset, accuracy on Q_R (a fresh sample of
+`data.q_r_size` hard train problems; greedy, or sampled with `student.q_r_samples`) minus the
+baseline's accuracy on the same Q_R. This command
 runs exactly that inner job (the StudentJob the outer loop submits, through the same StudentPool,
 with one baseline job per Q_R draw as the loop has one per step) on datasets given as files, so
 one can see what reward a perfect teacher could earn, and whether datasets differ by more than the
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from soar_orl.cache import content_hash
 from soar_orl.config import SoarConfig
-from soar_orl.teacher.parser import QAPair
+from soar_orl.formats import QAPair
 
 log = logging.getLogger("soar")
 
@@ -205,6 +206,14 @@ def format_per_draw(datasets: Sequence[ProbeDataset], rows: Sequence[dict], draw
     return "\n".join(lines)
 
 
+def q_r_measure(setting: dict) -> str:
+    """How the probed jobs were scored on Q_R, with the reward's resolution."""
+    size, samples = setting["q_r_size"], setting["student"].get("q_r_samples", 0)
+    if samples:
+        return f"mean success of {samples} samples per Q_R problem (one sample = {1 / (samples * size):.5f})"
+    return f"greedy Q_R accuracy (one problem = {1 / size:.4f})"
+
+
 def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[ProbeDataset], rows: Sequence[dict],
                  draws: int, tau: float, overlap: dict[str, float], seconds: float) -> str:
     """probe.json and probe.md in out_dir; returns the markdown."""
@@ -215,8 +224,8 @@ def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[
         f"```bash\n{command}\n```",
         f"inner job: {setting['student']['inner_steps']} RLOO steps of {setting['student']['batch_prompts']} prompts x "
         f"{setting['student']['group_size']} samples at lr {setting['student']['lr']:g}; |Q_R| = {setting['q_r_size']}, "
-        f"{draws} draws; reward = greedy Q_R accuracy after training - the baseline's on the same draw "
-        f"(one problem = {1 / setting['q_r_size']:.4f}); clearly > tau: mean - {CLEAR_MARGIN_SE:g} s.e. > tau; "
+        f"{draws} draws; reward = {q_r_measure(setting)} after training - the baseline's on the same draw; "
+        f"clearly > tau: mean - {CLEAR_MARGIN_SE:g} s.e. > tau; "
         "Q_R overlap: mean number of the dataset's questions that are in the Q_R draw.",
         format_table(datasets, stats, tau, overlap),
         "Mean reward per Q_R draw:",
@@ -283,8 +292,7 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
         backend = resolve_backend(cfg.backend)
         init_ray(backend, declared_gpus=cfg.pools.cluster_gpus)
         pool = StudentPool(
-            WorkerSpec(student_dir, cfg.data.task, cfg.student, backend, cfg.model.dtype, cfg.model.max_model_len,
-                       cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed),
+            WorkerSpec.from_config(cfg, student_dir, backend),
             cfg.pools,
         )
         try:

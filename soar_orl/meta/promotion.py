@@ -26,21 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from soar_orl.teacher.parser import QAPair
-
-
-@dataclass(frozen=True)
-class PromotionParams:
-    """Paper values: a 3-step moving average of the teacher reward must exceed 0.01."""
-
-    window: int = 3
-    tau: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
-        if not math.isfinite(self.tau):
-            raise ValueError(f"tau must be finite, got {self.tau}")
+from soar_orl.config import MetaConfig
+from soar_orl.formats import QAPair
 
 
 @dataclass(frozen=True)
@@ -53,6 +40,14 @@ class PQEntry:
     dataset_index: int  # k in 0..g-1 within its step
     run_index: int  # which of the r student runs of X_k became the baseline
     pairs: tuple[QAPair, ...]
+
+    def to_row(self) -> dict[str, Any]:
+        """Plain JSON: a line of promoted_questions.jsonl and an entry of the tracker's state."""
+        return {**asdict(self), "pairs": [asdict(pair) for pair in self.pairs]}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PQEntry:
+        return cls(**{**row, "pairs": tuple(QAPair(**pair) for pair in row["pairs"])})
 
 
 @dataclass(frozen=True)
@@ -80,19 +75,21 @@ class StateMismatchError(ValueError):
 
 
 class PromotionTracker:
-    """Moving average, promotion decisions and the PQ archive; checkpointable as plain JSON."""
+    """Moving average, promotion decisions and the PQ archive; checkpointable as plain JSON.
 
-    def __init__(self, params: PromotionParams | None = None) -> None:
-        self.params = params or PromotionParams()
+    `meta.window` and `meta.tau` (config.py) are the average's window and the threshold."""
+
+    def __init__(self, meta: MetaConfig) -> None:
+        self.meta = meta
         self.archive: list[PQEntry] = []
-        self._recent_rewards: deque[float] = deque(maxlen=self.params.window)
+        self._recent_rewards: deque[float] = deque(maxlen=self.meta.window)
         self._last_step: int | None = None
 
     @property
     def moving_average(self) -> float | None:
-        if len(self._recent_rewards) < self.params.window:
+        if len(self._recent_rewards) < self.meta.window:
             return None
-        return sum(self._recent_rewards) / self.params.window
+        return sum(self._recent_rewards) / self.meta.window
 
     def observe(
         self,
@@ -110,7 +107,7 @@ class PromotionTracker:
         self._recent_rewards.append(teacher_reward)
         average = self.moving_average
         promoted = None
-        if average is not None and average > self.params.tau:
+        if average is not None and average > self.meta.tau:
             best = max(range(len(rewards)), key=lambda k: (rewards[k], -k))  # first best on ties
             runs = sorted(range(len(accs[best])), key=lambda i: (accs[best][i], i))
             median_run = runs[(len(runs) - 1) // 2]
@@ -128,15 +125,16 @@ class PromotionTracker:
 
     # ------------------------------------------------------------------ checkpointing
 
+    def _params(self) -> dict[str, Any]:
+        return {"window": self.meta.window, "tau": self.meta.tau}
+
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON types only, so json.loads(json.dumps(state)) == state."""
         return {
-            "params": asdict(self.params),
+            "params": self._params(),
             "last_step": self._last_step,
             "recent_rewards": list(self._recent_rewards),
-            "archive": [
-                {**asdict(entry), "pairs": [asdict(pair) for pair in entry.pairs]} for entry in self.archive
-            ],
+            "archive": [entry.to_row() for entry in self.archive],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -145,16 +143,16 @@ class PromotionTracker:
         if not isinstance(state, Mapping):
             raise StateMismatchError(problems[0])
         saved_params = state.get("params", {})
-        for name, expected in asdict(self.params).items():
+        for name, expected in self._params().items():
             found = (
                 saved_params.get(name, "<missing>") if isinstance(saved_params, Mapping) else "<not a dict>"
             )
             if found != expected:
                 problems.append(f"params.{name}: this tracker has {expected!r}, the state has {found!r}")
         recent = state.get("recent_rewards", [])
-        if len(recent) > self.params.window:
+        if len(recent) > self.meta.window:
             problems.append(
-                f"recent_rewards: {len(recent)} values, more than the window of {self.params.window}"
+                f"recent_rewards: {len(recent)} values, more than the window of {self.meta.window}"
             )
         entry_keys = {field.name for field in fields(PQEntry)}
         for index, entry in enumerate(state.get("archive", [])):
@@ -162,11 +160,8 @@ class PromotionTracker:
         if problems:
             raise StateMismatchError("promotion state does not fit this tracker:\n- " + "\n- ".join(problems))
         self._last_step = state["last_step"]
-        self._recent_rewards = deque(state["recent_rewards"], maxlen=self.params.window)
-        self.archive = [
-            PQEntry(**{**entry, "pairs": tuple(QAPair(**pair) for pair in entry["pairs"])})
-            for entry in state["archive"]
-        ]
+        self._recent_rewards = deque(state["recent_rewards"], maxlen=self.meta.window)
+        self.archive = [PQEntry.from_row(entry) for entry in state["archive"]]
 
 
 def _check_step(

@@ -23,6 +23,7 @@ from typing import Any
 from soar_orl.backend import Backend, init_ray, resolve_backend
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
+from soar_orl.methods import method_of_mode
 from soar_orl.openrlhf_args import openrlhf_args
 from soar_orl.resolve import resolve_model, resolve_problems
 from soar_orl.student import rlvr_reward
@@ -35,7 +36,6 @@ REWARD_FILE = "rlvr_reward.py"  # in the run directory: OpenRLHF's reward.remote
 # Which comparison method a run directory's student is (its meta.mode says only hard_only or
 # oracle, also for SOAR-PQ and SOAR-T, which train by the same RLVR on other problems).
 METHOD_FILE = "method.json"
-MODE_METHODS = {"hard_only": "Hard-Only", "oracle": "Oracle"}
 
 
 def prompt_budget(cfg: SoarConfig) -> int:
@@ -101,7 +101,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
         problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
-    record = {"method": method or MODE_METHODS[cfg.meta.mode], "stage": stage, "problems": len(problems),
+    record = {"method": method or method_of_mode(cfg.meta.mode).name, "stage": stage, "problems": len(problems),
               "steps": cfg.meta.rlvr_steps, "model": cfg.model.student}
     (run_dir.path / METHOD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     prompts = run_dir.path / "rlvr_prompts.jsonl"
@@ -109,7 +109,7 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     # The reward function runs in OpenRLHF's engine actors: it learns the task and levels from
     # the environment, which init_ray forwards to every Ray worker.
     os.environ[rlvr_reward.TASK_ENV] = cfg.data.task
-    os.environ[rlvr_reward.LEVELS_ENV] = json.dumps(cfg.student.reward.levels().__dict__)
+    os.environ[rlvr_reward.LEVELS_ENV] = cfg.student.reward.model_dump_json()
     # OpenRLHF loads the reward function by path inside each engine actor, on whichever node it
     # runs: this checkout's path may not exist there, the (shared) run directory does, and the
     # actors import soar_orl from the package init_ray ships to every node.

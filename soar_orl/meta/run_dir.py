@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -42,6 +41,7 @@ from typing import Any
 import yaml
 
 from soar_orl.config import ConfigError, SoarConfig, config_to_dict, dump_config, validate_config
+from soar_orl.files import atomic_write_text, read_jsonl
 from soar_orl.meta.promotion import PromotionTracker, StateMismatchError, key_differences
 
 log = logging.getLogger("soar")
@@ -71,21 +71,6 @@ class RunDirError(RuntimeError):
 
 class RunStateMismatch(ValueError):
     """A committed run state that does not fit this run; the message lists every difference."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The rows of a JSONL file; none if it does not exist (yet)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def baseline_student_dir(run_path: Path) -> Path | None:
@@ -143,7 +128,7 @@ class RunState:
             raise RunStateMismatch("committed run state does not fit this run:\n- " + "\n- ".join(problems))
         if state["format"] != STATE_FORMAT:
             problems.append(f"format: this code reads {STATE_FORMAT}, the state has {state['format']!r}")
-        tracker = PromotionTracker(self.tracker.params)
+        tracker = PromotionTracker(self.tracker.meta)
         try:
             tracker.load_state_dict(state["promotion"])
         except StateMismatchError as err:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from soar_orl.config import SoarConfig
 from soar_orl.plan.memory import GpuMemory, VllmShare
-from soar_orl.plan.pools import PROMPT_TOKENS, RLVR_AFTER_RUN, rlvr_gpus, student_flags, teacher_flags
+from soar_orl.plan.pools import PROMPT_TOKENS, rlvr_gpus, student_flags, teacher_flags
 from soar_orl.plan.shapes import ModelShape
 
 PAPER_GPU_HOURS = (32 * 48, 32 * 60)
@@ -283,9 +283,8 @@ def run_cost(
 ) -> RunCost:
     """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches);
     `lora`: project the student pool as LoRA adapters instead."""
-    trainings = (
-        1 if not cfg.meta.uses_teacher else sum(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
-    )
+    # Every evaluation.after_run method trains a fresh RLVR student (soar_orl/methods.py).
+    trainings = 1 if not cfg.meta.uses_teacher else len(cfg.evaluation.after_run)
     rlvr_hours = 0.0
     if trainings:
         step_s = rlvr_step_seconds(cfg, shapes["student"], memory["rlvr"].vllm, a)

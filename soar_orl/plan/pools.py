@@ -39,8 +39,6 @@ micro batches are padded to their longest sequence and hard problems often run t
 
 DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
 
-RLVR_AFTER_RUN = ("hard_only", "oracle", "pq", "teacher")  # every comparison trains an RLVR student
-
 
 def student_flags(cfg: SoarConfig) -> dict[str, Any]:
     """The student's OpenRLHF options: the student.* switches, then student.openrlhf_args."""
@@ -72,10 +70,6 @@ def teacher_flags(cfg: SoarConfig) -> dict[str, Any]:
 
 def rlvr_gpus(cfg: SoarConfig) -> int:
     return cfg.pools.rlvr_gpus or cfg.pools.student_gpus
-
-
-def runs_rlvr(cfg: SoarConfig) -> bool:
-    return not cfg.meta.uses_teacher or any(kind in RLVR_AFTER_RUN for kind in cfg.evaluation.after_run)
 
 
 def sequence_tokens(cfg: SoarConfig, max_new_tokens: int) -> int:
@@ -203,6 +197,6 @@ def plan_pools(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str, GpuM
     if cfg.meta.uses_teacher:
         found["teacher"] = teacher_pool(cfg, shapes["teacher"])
         found["student"] = student_pool(cfg, shapes["student"])
-    if runs_rlvr(cfg):
+    if cfg.runs_rlvr:
         found["rlvr"] = rlvr_pool(cfg, shapes["student"])
     return found

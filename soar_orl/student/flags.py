@@ -6,33 +6,16 @@ and meta/rlvr.py, OpenRLHF's unmodified Ray trainer) read them from the namespac
 parser makes from these flags, so a setting cannot differ between them unless a caller's
 placement flags set it (tests/unit/test_student_flags.py checks that none does).
 
-Pure logic: no torch, OpenRLHF or vLLM import (config.py reads `FIELD_FLAGS`).
+Pure logic: no torch, OpenRLHF or vLLM import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from soar_orl.backend import Backend, openrlhf_backend_flags
-
-if TYPE_CHECKING:
-    from soar_orl.config import StudentConfig
-
-# The OpenRLHF flags that a `student.*` field sets. `student.openrlhf_args` may not set them:
-# the field is their one source (the inner students' generation reads the field, not the flag).
-FIELD_FLAGS: dict[str, tuple[str, ...]] = {
-    "lr": ("actor.adam.lr",),
-    "kl_coef": ("algo.kl.init_coef",),
-    "batch_prompts": ("rollout.batch_size", "train.batch_size"),
-    "group_size": ("rollout.n_samples_per_prompt", "train.batch_size"),
-    "temperature": ("rollout.temperature",),
-    "max_new_tokens": ("rollout.max_new_tokens",),
-    "train_micro_batch_size": ("rollout.micro_batch_size", "train.micro_batch_size"),
-    "gradient_checkpointing": ("actor.gradient_checkpointing_enable",),
-    "adam_offload": ("ds.adam_offload",),
-    "vllm_sleep": ("vllm.enable_sleep",),
-}
+from soar_orl.config import FIELD_FLAGS, StudentConfig
 
 # The training settings both trainers must agree on, as paths into OpenRLHF's namespace.
 TRAINING_SETTINGS: tuple[str, ...] = (
@@ -70,12 +53,6 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "ds.attn_implementation",
     "ds.adam_offload",
 )
-
-
-def owned_flag_conflicts(openrlhf_args: Mapping[str, Any]) -> list[str]:
-    """The keys of `student.openrlhf_args` that a student field owns, each with its field."""
-    owners = {flag: field for field, flags in FIELD_FLAGS.items() for flag in flags}
-    return [f"{key} (set student.{owners[key]} instead)" for key in openrlhf_args if key in owners]
 
 
 def student_flags(student: StudentConfig, backend: Backend, dtype: str, seed: int,

@@ -8,7 +8,6 @@ exactly like the student pool of a SOAR run.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 
@@ -18,10 +17,10 @@ LEVELS_ENV = "SOAR_RLVR_REWARD_LEVELS"
 
 @cache
 def _grader():
+    from soar_orl.config import RewardLevelsConfig
     from soar_orl.tasks import build_task
-    from soar_orl.teacher.rewards import RewardLevels
 
-    return build_task(os.environ[TASK_ENV]), RewardLevels(**json.loads(os.environ[LEVELS_ENV]))
+    return build_task(os.environ[TASK_ENV]), RewardLevelsConfig.model_validate_json(os.environ[LEVELS_ENV])
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[str], **kwargs) -> dict:

@@ -1,8 +1,8 @@
 """A student worker: one trainable student and its colocated vLLM engine, kept alive across jobs.
 
 A job is one inner run of SOAR: reset to the baseline student, k RLOO steps on a dataset of
-(question, label) pairs, greedy accuracy on a set of problems (Q_R), optionally the trained
-weights (promotion needs them). The vanilla RLVR baselines do not use it: they run OpenRLHF's
+(question, label) pairs, accuracy on a set of problems (Q_R: greedy, or the mean success of
+sampled answers), optionally the trained weights (promotion needs them). The vanilla RLVR baselines do not use it: they run OpenRLHF's
 own trainer (meta/rlvr.py). The pool (meta/pool.py) runs it as a Ray actor, one per share of the
 student pool; it has no Ray imports itself so it can also be driven directly.
 """
@@ -17,35 +17,41 @@ from typing import Any
 
 from soar_orl.backend import Backend
 from soar_orl.chat import chat_prompt
-from soar_orl.config import StudentConfig
+from soar_orl.config import SoarConfig, StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.engine import Generation, RolloutEngine
 from soar_orl.student.policy import StateDict, StudentPolicy
 from soar_orl.student.rloo import StepStats
 from soar_orl.student.rollout import RolloutBatch, pack_rollouts
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Outcome
-from soar_orl.teacher.parser import QAPair
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to build itself (sent to the Ray actor, so plain data)."""
+    """Everything a worker needs to build itself (sent to the Ray actor, so plain data). A run's
+    workers take it from the recipe (`from_config`); no field has a default of its own."""
 
     model_dir: str
     task: str
     student: StudentConfig
     backend: Backend
-    dtype: str = "float32"
-    max_model_len: int = 2048
-    gpu_memory_utilization: float = 0.35
-    seed: int = 0
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: SoarConfig, model_dir: str, backend: Backend) -> WorkerSpec:
+        return cls(model_dir, cfg.data.task, cfg.student, backend, cfg.model.dtype, cfg.model.max_model_len,
+                   cfg.pools.vllm_gpu_memory_utilization, cfg.run.seed)
 
 
 @dataclass(frozen=True)
 class StudentJob:
     job_id: str
     train_pairs: tuple[QAPair, ...]  # the dataset X_k (teacher pairs)
-    eval_pairs: tuple[QAPair, ...]  # Q_R: scored greedily after training
+    eval_pairs: tuple[QAPair, ...]  # Q_R: scored after training (greedily unless student.q_r_samples)
     steps: int
     seed: int
     return_weights: bool = False
@@ -56,8 +62,8 @@ class StudentJob:
 class JobResult:
     job_id: str
     accuracy: float
-    correct_Q: list[bool]  # per eval pair
-    answers_Q: list[str]  # the greedy responses they were graded on
+    correct_Q: list[int]  # per eval pair: correct answers out of max(1, student.q_r_samples)
+    answers_Q: list[str]  # the greedy responses they were graded on (none when Q_R is sampled)
     steps: list[StepStats]
     timings: dict[str, float]  # seconds per phase: reset, rollout, train, sync, eval
     weights: Any = None  # the pool's handle on the trained weights (job.return_weights), see pool.fetch_weights
@@ -82,7 +88,7 @@ class EngineWorker:
     def __init__(self, spec: WorkerSpec, tokenizer, engine_cls: type[RolloutEngine], **llm_kwargs) -> None:
         self.spec = spec
         self.task = build_task(spec.task)
-        self.levels = spec.student.reward.levels()
+        self.levels = spec.student.reward
         self.tokenizer = tokenizer
         self.engine = engine_cls(
             spec.model_dir, spec.backend, spec.dtype, spec.max_model_len, spec.seed, spec.gpu_memory_utilization,
@@ -193,12 +199,17 @@ class StudentWorker(EngineWorker):
         for _ in range(job.steps):
             steps.append(self._train_step(job.train_pairs, rng, clock))
         started = time.perf_counter()
-        answers_Q = self.greedy_answers(job.eval_pairs)
-        correct_Q = self._correct(answers_Q, job.eval_pairs)
+        samples = self.spec.student.q_r_samples
+        if samples:
+            answers_Q = []
+            correct_Q = self.sample_correct(job.eval_pairs, samples, seed=self.spec.seed)
+        else:
+            answers_Q = self.greedy_answers(job.eval_pairs)
+            correct_Q = [int(c) for c in self._correct(answers_Q, job.eval_pairs)]
         clock.add("eval", started)
         result = JobResult(
             job_id=job.job_id,
-            accuracy=sum(correct_Q) / max(1, len(correct_Q)),
+            accuracy=sum(correct_Q) / max(1, max(1, samples) * len(correct_Q)),
             correct_Q=correct_Q,
             answers_Q=answers_Q,
             steps=steps,

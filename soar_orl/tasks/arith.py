@@ -6,7 +6,7 @@ show. Here a problem is a sum of integers such as `407+58`, and its band is the 
 each operand. The base model (tasks/arith_model.py) learns the easy bands (up to 2 digits)
 thoroughly and the edge bands (a 3-digit operand) only a little, so its competence falls off
 gradually: it solves 3+1-digit sums about one time in ten and most 3+3-digit sums almost never.
-The hard split keeps the edge problems it solved 0/k (tasks/arith_hard.py), as fail@k keeps the
+The hard split keeps the edge problems it solved 0/k (eval/arith_hard.py), as fail@k keeps the
 MATH problems a model never solves; the teacher's candidate stepping stones are everything it
 can write in between (whether training on them reaches the hard split is what a run measures,
 not something this design guarantees). Bands never shown at all (4 digits, 3 terms) are solved
@@ -30,10 +30,9 @@ import random
 import re
 from dataclasses import dataclass
 
+from soar_orl.formats import ParserParams, TeacherPromptParams, extract_last_boxed
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
-from soar_orl.tasks.verify import extract_last_boxed, is_reference_text
-from soar_orl.teacher.parser import ParserParams
-from soar_orl.teacher.prompt import TeacherPromptParams
+from soar_orl.tasks.verify import is_reference_text
 
 ARITH_TOPICS = ("addition",)
 # The instruction the teacher always sees; every character costs a token, so it is one line.

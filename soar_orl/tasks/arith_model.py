@@ -29,8 +29,8 @@ from typing import Any
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.chat import chat_prompt
+from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.tasks.arith import ArithTask, Band, sample_expression, student_answer
-from soar_orl.teacher.parser import QAPair, format_teacher_output
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 WORLD_VERSION = 1

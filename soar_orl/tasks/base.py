@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soar_orl.teacher.parser import ParserParams, QAPair, Rejection, parse_teacher_output
-from soar_orl.teacher.prompt import TeacherPromptParams, teacher_instruction
+from soar_orl.formats import (
+    ParserParams,
+    QAPair,
+    Rejection,
+    TeacherPromptParams,
+    parse_teacher_output,
+    teacher_instruction,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Problem:
 
 
 class Outcome(str, enum.Enum):
-    """Grade of one student response. The reward levels follow this order (teacher/rewards.py)."""
+    """Grade of one student response. The reward levels follow this order (config.py student.reward)."""
 
     CORRECT = "correct"  # boxed answer verified equal to the label
     UNVERIFIED = "unverified"  # the box is the label in other formatting, but the verifier did not confirm it

@@ -1,4 +1,4 @@
-"""Math answer checking: last-box extraction and Math-Verify behind a hard time limit.
+"""Math answer checking: Math-Verify behind a hard time limit, and the formatting-only match.
 
 Why a worker process: Math-Verify's own timeout is `signal.alarm`, which only works in the main
 thread and cannot interrupt sympy while it is inside C code (9^{9^{9^9}} computes a 370-million
@@ -29,35 +29,6 @@ from pathlib import Path
 from typing import IO, Self
 
 logger = logging.getLogger(__name__)
-
-_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# An escaped character (`\{`, `\}`, `\\`) or a bare brace: the only tokens brace matching needs.
-_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
-
-
-def extract_last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`) in `text`, stripped.
-
-    Nested braces are matched; escaped braces `\\{ \\}` do not count. Returns None when there is
-    no box, when the last box is never closed (a truncated answer is not an answer, even if an
-    earlier box exists), or when it is empty. Linear in len(text), no recursion.
-    """
-    last = None
-    for last in _BOX_OPEN.finditer(text):
-        pass
-    if last is None:
-        return None
-    depth = 1
-    for token in _BRACE_TOKEN.finditer(text, last.end()):
-        brace = token.group()
-        if brace == "{":
-            depth += 1
-        elif brace == "}":
-            depth -= 1
-            if depth == 0:
-                return text[last.end() : token.start()].strip() or None
-    return None
-
 
 # The formatting `is_reference_text` ignores: text wrappers (`\text{...}` and kin: the wrapper
 # goes, its content stays), `$`, whitespace, `\left`/`\right`, and LaTeX spacing (`\!`, `\,`,

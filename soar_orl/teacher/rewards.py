@@ -1,4 +1,5 @@
-"""Rewards: the student's shaped answer reward, and the teacher's dataset-level rewards.
+"""The teacher's dataset-level rewards and their RLOO mapping onto OpenRLHF (the student's shaped
+answer reward is `student.reward` in config.py).
 
 Shapes: G = number of datasets per outer step (g), N = questions per dataset (n), R = student
 runs per dataset (r). The teacher's g*n pairs are split into datasets in sampling order:
@@ -19,11 +20,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-
-from soar_orl.tasks.base import Outcome
 
 
 class RewardKind(str, enum.Enum):
@@ -32,37 +30,6 @@ class RewardKind(str, enum.Enum):
     GROUNDED = "grounded"  # Grounded-T: student progress on the hard questions Q_R
     INTRINSIC = "intrinsic"  # Intrinsic-T: learnability of the teacher's own questions
     NONE = "none"  # Base-T: the teacher is frozen; no reward is computed and nothing is updated
-
-
-@dataclass(frozen=True)
-class RewardLevels:
-    """Student reward per graded outcome, in the paper's order (checked on construction).
-
-    The paper fixes the order (boxed and correct highest, boxed but wrong low, no box zero); the
-    default numbers between those ends are our choice. An answer whose check timed out is graded
-    WRONG, so hanging the verifier never pays more than a wrong answer.
-    """
-
-    correct: float = 1.0
-    unverified: float = 0.2
-    wrong: float = 0.1
-    no_answer: float = 0.0
-
-    def __post_init__(self) -> None:
-        ordered = self.correct >= self.unverified >= self.wrong >= self.no_answer
-        if not ordered or self.correct <= self.no_answer:
-            raise ValueError(
-                "reward levels must satisfy correct >= unverified >= wrong >= no_answer and "
-                f"correct > no_answer, got {self}"
-            )
-
-    def reward(self, outcome: Outcome) -> float:
-        return {
-            Outcome.CORRECT: self.correct,
-            Outcome.UNVERIFIED: self.unverified,
-            Outcome.WRONG: self.wrong,
-            Outcome.NO_ANSWER: self.no_answer,
-        }[outcome]
 
 
 def grounded_reward(accs_after_R: Sequence[float], acc_baseline: float) -> float:

@@ -5,7 +5,8 @@ the first g*n valid ones in sampling order keeps an unbiased sample of the teach
 outputs (dropping the surplus of the last batch does not look at their content).
 
 The loop is pure: the caller passes `sample(k)`, which returns k raw outputs (vLLM requests,
-strings, anything), and `parse(output)`, which is usually the task's teacher-output parser.
+strings, anything), and `parse(output)`, which is usually the task's teacher-output parser. It is
+the one teacher sampling loop: the outer loop's step and the final comparison's SOAR-T both use it.
 """
 
 from __future__ import annotations
@@ -16,20 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from soar_orl.teacher.parser import QAPair, Rejection
+from soar_orl.formats import QAPair, Rejection
 
 Output = TypeVar("Output")
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Budget of the rejection loop: at most `max_attempts_factor` raw outputs per pair needed."""
-
-    max_attempts_factor: int = 8
-
-    def __post_init__(self) -> None:
-        if self.max_attempts_factor < 1:
-            raise ValueError(f"max_attempts_factor must be >= 1, got {self.max_attempts_factor}")
 
 
 @dataclass(frozen=True)
@@ -63,35 +53,38 @@ class SamplingResult(Generic[Output]):
 
 
 class RejectionSamplingError(RuntimeError):
-    """The teacher did not produce enough valid outputs within the attempt budget."""
+    """The teacher did not produce enough valid outputs within the attempt budget; `pairs` are the
+    valid ones it did write, in sampling order."""
 
-    def __init__(self, target: int, cap: int, stats: SamplingStats) -> None:
+    def __init__(self, target: int, cap: int, stats: SamplingStats, pairs: list[QAPair]) -> None:
         super().__init__(
             f"teacher rejection sampling gave up: needed {target} valid outputs, cap of {cap} samples "
             f"reached with {stats.describe()}"
         )
         self.stats = stats
+        self.pairs = pairs
 
 
 def rejection_sample(
     sample: Callable[[int], Sequence[Output]],
     parse: Callable[[Output], QAPair | Rejection],
     target: int,
-    params: SamplingParams,
+    max_attempts_factor: int,
 ) -> SamplingResult[Output]:
-    """Sample until `target` (= g*n) outputs parse, or raise RejectionSamplingError at the cap.
+    """Sample until `target` (= g*n) outputs parse, or raise RejectionSamplingError at the cap of
+    `max_attempts_factor` raw outputs per output needed (`teacher.max_attempts_factor`).
 
     Each batch asks for the number still needed divided by the valid rate seen so far, so a
     teacher with a 50% valid rate needs about two rounds, not log2(target) of them.
     """
-    if target < 1:
-        raise ValueError(f"target must be >= 1, got {target}")
-    cap = params.max_attempts_factor * target
+    if target < 1 or max_attempts_factor < 1:
+        raise ValueError(f"target and max_attempts_factor must be >= 1, got {target} and {max_attempts_factor}")
+    cap = max_attempts_factor * target
     accepted: list[tuple[Output, QAPair]] = []
     rejections: Counter[Rejection] = Counter()
     attempts = 0
     while len(accepted) < target and attempts < cap:
-        seen_rate = 1.0 if attempts == 0 else max(len(accepted) / attempts, 1 / params.max_attempts_factor)
+        seen_rate = 1.0 if attempts == 0 else max(len(accepted) / attempts, 1 / max_attempts_factor)
         k = min(cap - attempts, math.ceil((target - len(accepted)) / seen_rate))
         outputs = sample(k)
         if not outputs:
@@ -109,6 +102,6 @@ def rejection_sample(
         rejections={reason.value: rejections[reason] for reason in Rejection},
     )
     if len(accepted) < target:
-        raise RejectionSamplingError(target, cap, stats)
+        raise RejectionSamplingError(target, cap, stats, [pair for _, pair in accepted])
     kept = accepted[:target]
     return SamplingResult([output for output, _ in kept], [pair for _, pair in kept], stats)

@@ -65,14 +65,32 @@ def soar_example(rng: random.Random) -> tuple[str, str]:
     return MATH_FORMATS.student_prompt(f"What is {a} + {b}?"), f"\\boxed{{{answer}}}"
 
 
-@pytest.fixture(scope="session")
-def boxed_digit_model(tmp_path_factory) -> Path:
-    return sft_tiny_model(tmp_path_factory.mktemp("boxed_digit"), boxed_digit_example)
+def cached_sft_model(example: Callable[[random.Random], tuple[str, str]], steps: int = 150) -> Path:
+    """`sft_tiny_model` built once per machine in the soar-orl cache (soar_orl/cache.py), named by
+    a hash of the code that makes it and the library versions, so that an unchanged fixture is
+    not trained again by every test session (about 2 of CI's minutes on 2 cores)."""
+    import inspect
+
+    import torch
+    import transformers
+
+    from soar_orl.cache import build_once, cache_root, content_hash
+    from soar_orl.tiny_model import make_tiny_llama
+
+    code = [inspect.getsource(f) for f in (sft_tiny_model, example, make_tiny_llama, TinyLlamaSpec, chat_prompt)]
+    key = content_hash([*code, steps, torch.__version__, transformers.__version__])
+    folder = cache_root() / "test-models" / f"{example.__name__}-{key}"
+    return build_once(folder, lambda tmp: sft_tiny_model(tmp, example, steps=steps))
 
 
 @pytest.fixture(scope="session")
-def soar_model(tmp_path_factory) -> Path:
-    return sft_tiny_model(tmp_path_factory.mktemp("soar_model"), soar_example, steps=250)
+def boxed_digit_model() -> Path:
+    return cached_sft_model(boxed_digit_example)
+
+
+@pytest.fixture(scope="session")
+def soar_model() -> Path:
+    return cached_sft_model(soar_example, steps=250)
 
 
 @pytest.fixture

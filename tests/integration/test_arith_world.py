@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from soar_orl.eval.sampling import generate, start_engine, stop_engine
-from soar_orl.tasks.arith import ArithTask, Band
-from soar_orl.tasks.arith_hard import (
+from soar_orl.eval.arith_hard import (
     SPLIT_FILES,
     SUMMARY_FILE,
     HardSplitSettings,
@@ -24,8 +22,10 @@ from soar_orl.tasks.arith_hard import (
     success_counts,
     teacher_stats,
 )
+from soar_orl.eval.sampling import generate, start_engine, stop_engine
+from soar_orl.tasks.arith import ArithTask, Band
 from soar_orl.tasks.arith_model import SETTINGS_FILE, PretrainSettings, base_model_dir
-from soar_orl.tasks.math import load_problems
+from soar_orl.tasks.problems import load_problems
 from soar_orl.tiny_model import TinyLlamaSpec
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest
 
 from soar_orl.tasks.arith import ArithTask, Band, band_problems
 from soar_orl.tasks.base import Outcome
-from soar_orl.tasks.math import load_problems
+from soar_orl.tasks.problems import load_problems
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from soar_orl.config import LoraConfig, StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.worker import StudentJob, WorkerSpec
-from soar_orl.teacher.parser import QAPair
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_two_students_train_in_lockstep_and_the_engine_serves_each(boxed_digit_m
     from soar_orl.student.lora_worker import LoraStudentWorker
 
     started = time.perf_counter()
-    worker = LoraStudentWorker(WorkerSpec(str(boxed_digit_model), "math", STUDENT, "cpu", "float32", 256), 2)
+    worker = LoraStudentWorker(WorkerSpec(str(boxed_digit_model), "math", STUDENT, "cpu", "float32", 256, 0.35, 0), 2)
     try:
         check_worker(worker, boxed_digit_model)
     finally:

@@ -1,6 +1,6 @@
 """`soar probe` on the quickstart's world, shortened: the real StudentPool runs the recipe's inner
-job on two datasets given as files (1 run, 1 Q_R draw, plus the draw's baseline job), writes the
-report, and a second call finds every job finished and starts nothing."""
+job on two datasets given as files (1 run, 1 Q_R draw, plus the draw's baseline job; Q_R scored
+by sampling), writes the report, and a second call finds every job finished and starts nothing."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from soar_orl.meta.arith_probe import fresh_sums, wrong_label
 from soar_orl.tasks.arith import Band
-from soar_orl.tasks.arith_probe import fresh_sums, wrong_label
 
 pytestmark = pytest.mark.integration
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
 Q_R_SIZE = 16
+Q_R_SAMPLES = 4  # the sampled Q_R measure (student.q_r_samples); the greedy one runs in test_student_pool
 
 
 def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path: Path) -> None:
@@ -31,6 +32,7 @@ def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path:
     out = tmp_path / "probe"
     command = [sys.executable, "-m", "soar_orl.cli", "probe", str(RECIPE), f"data.q_r_size={Q_R_SIZE}",
                "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=2", "student.train_micro_batch_size=8",
+               f"student.q_r_samples={Q_R_SAMPLES}",
                "--datasets", str(tmp_path / "right.jsonl"), str(tmp_path / "wrong.jsonl"),
                "--runs", "1", "--q-r-draws", "1", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -38,7 +40,7 @@ def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path:
 
     jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert [(job["dataset"], job["steps"]) for job in jobs] == [(None, 0), ("right", 2), ("wrong", 2)]
-    assert all(job["correct"] == round(job["accuracy"] * Q_R_SIZE) for job in jobs)
+    assert all(job["correct"] == round(job["accuracy"] * Q_R_SIZE * Q_R_SAMPLES) for job in jobs)
     report = json.loads((out / "probe.json").read_text())
     baseline = jobs[0]["accuracy"]
     for job in jobs[1:]:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from soar_orl.config import PoolsConfig, StudentConfig
+from soar_orl.formats import QAPair
 from soar_orl.student.worker import StudentJob, WorkerSpec
-from soar_orl.teacher.parser import QAPair
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,8 @@ def pool(boxed_digit_model):
     from soar_orl.meta.pool import StudentPool
 
     init_ray("cpu", declared_gpus=POOLS.cluster_gpus)
-    spec = WorkerSpec(str(boxed_digit_model), "math", STUDENT, "cpu", "float32", max_model_len=256)
+    spec = WorkerSpec(str(boxed_digit_model), "math", STUDENT, "cpu", "float32", max_model_len=256,
+                      gpu_memory_utilization=POOLS.vllm_gpu_memory_utilization, seed=0)
     pool = StudentPool(spec, POOLS)
     yield pool
     pool.shutdown()

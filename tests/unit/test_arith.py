@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from soar_orl.formats import QAPair, Rejection, format_teacher_output
 from soar_orl.tasks import build_task
 from soar_orl.tasks.arith import (
     ArithTask,
@@ -17,7 +18,6 @@ from soar_orl.tasks.arith import (
 )
 from soar_orl.tasks.arith_model import EASY_BANDS, PretrainSettings, settings_key, world_chars
 from soar_orl.tasks.base import Graded, Outcome
-from soar_orl.teacher.parser import QAPair, Rejection, format_teacher_output
 from soar_orl.tiny_model import make_char_tokenizer
 
 TASK = ArithTask()

@@ -125,3 +125,12 @@ def test_cli_config_prints_resolved_yaml_and_fails_cleanly(capsys):
     assert "g: 5" in capsys.readouterr().out
     assert soar_main(["config", str(PAPER_RECIPE), "meta.g=zero"]) == 2
     assert "meta.g" in capsys.readouterr().err
+
+
+def test_q_r_is_scored_greedily_unless_samples_are_asked_for():
+    assert validate_config({}).student.q_r_samples == 0
+    assert validate_config({"student": {"q_r_samples": 16}}).student.q_r_samples == 16
+    with pytest.raises(ConfigError, match="student.q_r_samples: Input should be greater than or equal to 0"):
+        validate_config({"student": {"q_r_samples": -1}})
+    with pytest.raises(ConfigError, match="student.q_r_samples > 0 is not implemented for LoRA students"):
+        validate_config({"student": {"q_r_samples": 4, "lora": {"rank": 4}}})

@@ -11,7 +11,7 @@ from soar_orl.eval.filter import SETTINGS_FILE, SHARDS_DIR, FilterSettings, run_
 from soar_orl.eval.sampling import ProblemSamples
 from soar_orl.eval.shards import ResumeError
 from soar_orl.tasks.base import Problem
-from soar_orl.tasks.math import load_problems
+from soar_orl.tasks.problems import load_problems
 
 PROBLEMS = [Problem(f"p{i}", f"question {i}", str(i), {"level": i % 3}) for i in range(10)]
 SETTINGS = FilterSettings(model="m", task="math", k=4, shard_size=3)

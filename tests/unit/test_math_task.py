@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from soar_orl.config import RewardLevelsConfig
+from soar_orl.formats import QAPair, Rejection
 from soar_orl.tasks.base import Graded, Outcome, Problem
-from soar_orl.tasks.math import MATH_TOPICS, MathTask, ProblemFields, ProblemFormatError, load_problems
+from soar_orl.tasks.math import MATH_TOPICS, MathTask
+from soar_orl.tasks.problems import ProblemFields, ProblemFormatError, load_problems
 from soar_orl.tasks.verify import Verdict, VerifyParams
-from soar_orl.teacher.parser import QAPair, Rejection
-from soar_orl.teacher.rewards import RewardLevels
 
 # ---------------------------------------------------------------- loading
 
@@ -219,7 +220,7 @@ HANGING_BOXES = ["\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}", "\\boxed{" + 
 
 
 def test_no_unreadable_box_out_earns_an_honest_wrong_answer() -> None:
-    levels = RewardLevels()
+    levels = RewardLevelsConfig()
     fast = MathTask(verify=VerifyParams(timeout_s=1.0))
     try:
         honest = fast.grade("\\boxed{12345}", "1")

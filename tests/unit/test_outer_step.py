@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from soar_orl.config import validate_config
+from soar_orl.config import MetaConfig, validate_config
+from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.meta.loop import OuterLoop, must_commit, step_metrics
-from soar_orl.meta.promotion import PromotionParams, PromotionTracker
+from soar_orl.meta.promotion import PromotionTracker
 from soar_orl.meta.run_dir import RunDir, RunState
 from soar_orl.student.worker import JobResult
 from soar_orl.tasks import build_task
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair, format_teacher_output
 
 G, N, R = 2, 2, 3
 BASELINE_ACC = 0.25
@@ -44,6 +44,7 @@ class FakeTeacher:
         self.sampled: list[int] = []
         self.updates: list[tuple[int, list[int], list[float]]] = []
         self.saved: list[str] = []
+        self.discarded: list[int] = []
 
     def sample(self, instruction: str, k: int, step: int) -> list[str]:
         self.sampled.append(step)
@@ -55,7 +56,7 @@ class FakeTeacher:
         return {"policy_loss": 0.125, "note": "not a number"}
 
     def discard(self, step: int) -> None:
-        raise AssertionError("a trained teacher never discards")
+        self.discarded.append(step)
 
     def save(self, tag: str) -> None:
         """What OpenRLHF's save does: an HF folder in the staging dir, a DeepSpeed tag directory."""
@@ -121,7 +122,7 @@ HARD_TRAIN = [Problem(f"h{i}", f"{i}+{i}", str(2 * i)) for i in range(8)]
 
 def make_loop(cfg, student_dir, kill_at_step=None, resume=False):
     run_dir = RunDir(cfg.model_copy(update={"run": cfg.run.model_copy(update={"resume": resume})}))
-    state = RunState(PromotionTracker(PromotionParams(window=1, tau=0.0)), trains_teacher=True)
+    state = RunState(PromotionTracker(MetaConfig(window=1, tau=0.0)), trains_teacher=cfg.meta.trains_teacher)
     baseline = run_dir.resume(state) if resume else None
     pool = FakePool(load_file(str(student_dir / "model.safetensors")), kill_at_step)
     teacher = FakeTeacher(run_dir)
@@ -158,6 +159,7 @@ def test_one_outer_step(cfg, tiny_llama_dir):
     assert all(torch.equal(loop.pool.baselines[-1][k], promoted[k]) for k in promoted)
     assert (state.next_step, state.baseline_step) == (1, 0) and state.new_baseline is loop.pool.baselines[-1]
     assert must_commit(result, cfg.meta)  # a promotion commits although checkpoint_every=5
+    assert loop.teacher.discarded == []
 
     # The metrics line is a function of the result alone.
     row = step_metrics(result)
@@ -202,3 +204,18 @@ def test_killed_after_an_uncommitted_step_resumes_from_the_promotions_commit(cfg
     rows = loop.run_dir.read_jsonl("metrics.jsonl")
     assert rows[1]["student/inner_steps"] == cfg.student.inner_steps + cfg.student.extra_steps_after_promotion
     assert json.loads((loop.run_dir.checkpoints / "run_state.json").read_text())["next_step"] == 3
+
+
+def test_a_frozen_base_teacher_is_never_updated_nor_saved(cfg, tiny_llama_dir):
+    # meta.mode=base_teacher (recipes/cpu_base_teacher.yaml): the same students and promotion,
+    # but the teacher's batch is discarded instead of trained on, and a commit saves no teacher.
+    base = cfg.model_copy(update={"meta": cfg.meta.model_copy(update={"mode": "base_teacher"})})
+    assert not base.meta.trains_teacher
+    loop, state, _ = make_loop(base, tiny_llama_dir)
+    result = loop.step(state, 0)
+    assert loop.teacher.updates == [] and loop.teacher.discarded == [0]
+    assert result.rewards_G == pytest.approx([0.25, -1 / 12]) and result.decision.promoted is not None
+    loop.commit(state)
+    assert loop.teacher.saved == [] and state.teacher_tag is None
+    assert not loop.run_dir.teacher_staging_dir.exists() and not (loop.run_dir.path / "checkpoints" / "teacher").exists()
+    assert (loop.run_dir.path / "checkpoints" / "run_state.json").exists()

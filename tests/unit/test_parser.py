@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soar_orl.teacher.parser import (
+from soar_orl.formats import (
     ParserParams,
     QAPair,
     Rejection,

@@ -1,4 +1,4 @@
-"""The probe's pure pieces (meta/probe.py) and the arithmetic probe datasets' (tasks/arith_probe.py)."""
+"""The probe's pure pieces (meta/probe.py) and the arithmetic probe datasets' (meta/arith_probe.py)."""
 
 import json
 import math
@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from soar_orl.formats import QAPair
+from soar_orl.meta.arith_probe import fresh_sums, select_stones, wrong_label
 from soar_orl.meta.probe import (
     PlannedJob,
     ProbeDataset,
@@ -20,9 +22,7 @@ from soar_orl.meta.probe import (
     write_report,
 )
 from soar_orl.tasks.arith import ArithTask, Band, parse_sum
-from soar_orl.tasks.arith_probe import fresh_sums, select_stones, wrong_label
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair
 
 
 def write(path, rows):
@@ -112,6 +112,10 @@ def test_report_files(tmp_path):
     saved = json.loads((tmp_path / "probe.json").read_text())
     assert saved["datasets"]["a"]["clearly_above_tau"] and not saved["datasets"]["b"]["clearly_above_tau"]
     assert (tmp_path / "probe.md").read_text() == markdown
+    assert "reward = greedy Q_R accuracy (one problem = 0.2500)" in markdown
+    setting["student"]["q_r_samples"] = 8
+    sampled = write_report(tmp_path, "x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0}, 3.0)
+    assert "reward = mean success of 8 samples per Q_R problem (one sample = 0.03125)" in sampled
 
 
 def test_read_finished_by_key(tmp_path):

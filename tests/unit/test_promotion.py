@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soar_orl.meta.promotion import PromotionParams, PromotionTracker, StateMismatchError
-from soar_orl.teacher.parser import QAPair
+from soar_orl.config import MetaConfig
+from soar_orl.formats import QAPair
+from soar_orl.meta.promotion import PromotionTracker, StateMismatchError
 
 G, R = 3, 4
 
@@ -25,7 +26,7 @@ def observe(
 
 
 def test_needs_a_full_window_then_promotes_the_best_dataset_and_median_run() -> None:
-    tracker = PromotionTracker(PromotionParams(window=3, tau=0.01))
+    tracker = PromotionTracker(MetaConfig(window=3, tau=0.01))
     assert observe(tracker, 0, [0.2, 0.2, 0.2]).promoted is None  # a big first step alone cannot promote
     assert observe(tracker, 1, [0.0, 0.0, 0.0]).moving_average is None
     accs = [[0.0] * R, [0.30, 0.10, 0.40, 0.20], [0.0] * R]
@@ -47,7 +48,7 @@ def test_needs_a_full_window_then_promotes_the_best_dataset_and_median_run() -> 
 
 
 def test_the_average_restarts_after_a_promotion() -> None:
-    tracker = PromotionTracker(PromotionParams(window=2, tau=0.01))
+    tracker = PromotionTracker(MetaConfig(window=2, tau=0.01))
     observe(tracker, 0, [0.5, 0.5, 0.5])
     assert observe(tracker, 1, [0.5, 0.5, 0.5]).promoted is not None
     assert tracker.moving_average is None
@@ -57,12 +58,12 @@ def test_the_average_restarts_after_a_promotion() -> None:
 
 
 def test_ties_pick_the_first_best_dataset() -> None:
-    tracker = PromotionTracker(PromotionParams(window=1, tau=0.0))
+    tracker = PromotionTracker(MetaConfig(window=1, tau=0.0))
     assert observe(tracker, 0, [0.1, 0.3, 0.3]).promoted.dataset_index == 1
 
 
 def test_bad_steps_are_refused() -> None:
-    tracker = PromotionTracker()
+    tracker = PromotionTracker(MetaConfig())
     observe(tracker, 5, [0.0] * G)
     with pytest.raises(ValueError, match="steps must increase"):
         observe(tracker, 5, [0.0] * G)
@@ -73,16 +74,16 @@ def test_bad_steps_are_refused() -> None:
     with pytest.raises(ValueError, match="finite"):
         tracker.observe(6, [float("nan")] * G, [[0.1] * R] * G, datasets(6))
     with pytest.raises(ValueError):
-        PromotionParams(window=0)
+        MetaConfig(window=0)
 
 
 _rewards = st.lists(st.floats(-0.2, 0.2, allow_nan=False), min_size=G, max_size=G)
-_params = st.builds(PromotionParams, window=st.integers(1, 4), tau=st.floats(-0.05, 0.05))
+_params = st.builds(MetaConfig, window=st.integers(1, 4), tau=st.floats(-0.05, 0.05))
 
 
 @given(_params, st.lists(_rewards, max_size=12))
 def test_never_promotes_unless_the_full_window_average_exceeds_tau(
-    params: PromotionParams, steps: list
+    params: MetaConfig, steps: list
 ) -> None:
     tracker = PromotionTracker(params)
     window: list[float] = []
@@ -114,28 +115,28 @@ def test_state_round_trips_through_json_exactly(params, steps: list, cut: int, d
 
 
 def test_a_mismatched_state_is_refused_with_every_difference() -> None:
-    tracker = PromotionTracker(PromotionParams(window=3, tau=0.01))
+    tracker = PromotionTracker(MetaConfig(window=3, tau=0.01))
     observe(tracker, 0, [0.5] * G)
     state = tracker.state_dict()
     state["params"] = {"window": 5, "tau": 0.01}
     del state["last_step"]
     state["extra"] = 1
-    fresh = PromotionTracker(PromotionParams(window=3, tau=0.01))
+    fresh = PromotionTracker(MetaConfig(window=3, tau=0.01))
     with pytest.raises(StateMismatchError) as error:
         fresh.load_state_dict(state)
     message = str(error.value)
     assert "params.window: this tracker has 3, the state has 5" in message
     assert "missing keys ['last_step']" in message and "unexpected keys ['extra']" in message
     assert "tau" not in message  # only what differs is listed
-    assert fresh.state_dict() == PromotionTracker(PromotionParams()).state_dict()  # left untouched
+    assert fresh.state_dict() == PromotionTracker(MetaConfig()).state_dict()  # left untouched
 
 
 def test_a_state_with_a_broken_archive_entry_is_refused() -> None:
-    tracker = PromotionTracker(PromotionParams(window=1, tau=0.0))
+    tracker = PromotionTracker(MetaConfig(window=1, tau=0.0))
     observe(tracker, 0, [0.5] * G)
     state = tracker.state_dict()
     del state["archive"][0]["run_index"]
     with pytest.raises(StateMismatchError, match=r"archive\[0\]: missing keys \['run_index'\]"):
-        PromotionTracker(PromotionParams(window=1, tau=0.0)).load_state_dict(state)
+        PromotionTracker(MetaConfig(window=1, tau=0.0)).load_state_dict(state)
     with pytest.raises(StateMismatchError, match="expected a dict"):
         tracker.load_state_dict([])

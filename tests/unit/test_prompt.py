@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from soar_orl.teacher.parser import ParserParams, QAPair, parse_teacher_output
-from soar_orl.teacher.prompt import TeacherPromptParams, teacher_instruction
+from soar_orl.formats import (
+    ParserParams,
+    QAPair,
+    TeacherPromptParams,
+    parse_teacher_output,
+    teacher_instruction,
+)
 
 
 def test_default_instruction_names_topics_steps_and_format() -> None:

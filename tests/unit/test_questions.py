@@ -18,8 +18,8 @@ from soar_orl.eval.questions import (
     promoted_pairs,
     summarise,
 )
+from soar_orl.formats import QAPair
 from soar_orl.tasks.arith import ArithTask
-from soar_orl.teacher.parser import QAPair
 
 
 def test_duplicates_are_counted_after_normalising_case_and_spaces() -> None:

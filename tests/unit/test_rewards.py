@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from soar_orl.config import RewardLevelsConfig
 from soar_orl.tasks.base import Outcome
 from soar_orl.teacher.rewards import (
-    RewardLevels,
     dataset_rloo_advantages,
     grounded_reward,
     intrinsic_reward,
@@ -19,7 +19,7 @@ from soar_orl.teacher.rewards import (
 
 
 def test_reward_levels_follow_the_papers_order() -> None:
-    levels = RewardLevels()
+    levels = RewardLevelsConfig()
     rewards = [
         levels.reward(o) for o in (Outcome.CORRECT, Outcome.UNVERIFIED, Outcome.WRONG, Outcome.NO_ANSWER)
     ]
@@ -38,7 +38,7 @@ def test_reward_levels_follow_the_papers_order() -> None:
 )
 def test_reward_levels_out_of_order_are_refused(levels: dict) -> None:
     with pytest.raises(ValueError, match="correct >= unverified >= wrong >= no_answer"):
-        RewardLevels(**levels)
+        RewardLevelsConfig(**levels)
 
 
 def test_grounded_reward_is_the_mean_gain_over_runs() -> None:

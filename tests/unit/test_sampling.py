@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from soar_orl.teacher.parser import QAPair, Rejection
-from soar_orl.teacher.sampling import RejectionSamplingError, SamplingParams, rejection_sample
+from soar_orl.formats import QAPair, Rejection
+from soar_orl.teacher.sampling import RejectionSamplingError, rejection_sample
 
 
 def scripted_sampler(outcomes: str):
@@ -34,7 +34,7 @@ def parse(output: tuple[int, str]) -> QAPair | Rejection:
 
 def test_keeps_the_first_target_valid_outputs_in_order() -> None:
     sample, calls = scripted_sampler("vmvb")  # half valid
-    result = rejection_sample(sample, parse, target=6, params=SamplingParams())
+    result = rejection_sample(sample, parse, target=6, max_attempts_factor=8)
     assert [index for index, _ in result.outputs] == [0, 2, 4, 6, 8, 10]
     assert result.pairs == [QAPair(f"q{i}", str(i)) for i in (0, 2, 4, 6, 8, 10)]
     # First batch asks for 6 and gets 3 valid; the second asks for 3 / 0.5 = 6 more.
@@ -54,7 +54,7 @@ def test_keeps_the_first_target_valid_outputs_in_order() -> None:
 
 def test_surplus_of_the_last_batch_is_dropped() -> None:
     sample, calls = scripted_sampler("vvvvvvvm")
-    result = rejection_sample(sample, parse, target=8, params=SamplingParams())
+    result = rejection_sample(sample, parse, target=8, max_attempts_factor=8)
     assert len(result.pairs) == 8
     assert result.stats.valid == 9  # one surplus valid output seen in the second batch
     assert calls == [8, 2]
@@ -63,29 +63,30 @@ def test_surplus_of_the_last_batch_is_dropped() -> None:
 def test_gives_up_at_the_cap_with_the_reasons() -> None:
     sample, calls = scripted_sampler("mmmbv" + "m" * 45)  # 1 valid in the first 20
     with pytest.raises(RejectionSamplingError) as error:
-        rejection_sample(sample, parse, target=4, params=SamplingParams(max_attempts_factor=5))
+        rejection_sample(sample, parse, target=4, max_attempts_factor=5)
     assert calls == [4, 16]  # no valid output in the first batch: ask for the rest of the cap
     message = str(error.value)
     assert "needed 4 valid outputs" in message and "cap of 20 samples" in message
     assert "missing_tag=18" in message and "no_boxed_answer=1" in message and "1 valid of 20" in message
     assert error.value.stats.attempts == 20
+    assert len(error.value.pairs) == 1  # the valid one it did see, for callers that can use fewer
 
 
 def test_a_teacher_that_never_succeeds_uses_the_whole_budget_in_few_calls() -> None:
     sample, calls = scripted_sampler("m")
     with pytest.raises(RejectionSamplingError):
-        rejection_sample(sample, parse, target=10, params=SamplingParams(max_attempts_factor=8))
+        rejection_sample(sample, parse, target=10, max_attempts_factor=8)
     assert calls == [10, 70]
 
 
 def test_bad_inputs() -> None:
     sample, _ = scripted_sampler("v")
     with pytest.raises(ValueError):
-        rejection_sample(sample, parse, target=0, params=SamplingParams())
+        rejection_sample(sample, parse, target=0, max_attempts_factor=8)
     with pytest.raises(RuntimeError, match="no outputs"):
-        rejection_sample(lambda k: [], parse, target=1, params=SamplingParams())
+        rejection_sample(lambda k: [], parse, target=1, max_attempts_factor=8)
     with pytest.raises(ValueError):
-        SamplingParams(max_attempts_factor=0)
+        rejection_sample(sample, parse, target=1, max_attempts_factor=0)
 
 
 # ---------------------------------------------------------------------------- eval/sampling.py layout

@@ -11,14 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from soar_orl.tasks.verify import (
-    MathVerifier,
-    Verdict,
-    VerifyParams,
-    extract_last_boxed,
-    is_reference_text,
-    normalise_answer_text,
-)
+from soar_orl.formats import extract_last_boxed
+from soar_orl.tasks.verify import MathVerifier, Verdict, VerifyParams, is_reference_text, normalise_answer_text
 
 # ---------------------------------------------------------------- extraction
 

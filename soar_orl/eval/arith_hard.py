@@ -3,10 +3,14 @@ fail@k hard split.
 
 The hard split is made exactly as for MATH (eval/splits.py): every problem of a pool is sampled
 k times at temperature 1 by the base model, the ones it never solves survive, and those are split
-50/50 by a seeded hash. The pool is drawn from the hard bands, the edge bands the base model half-learned; the
-fail@k filter then keeps what it really cannot do. Files are JSONL
-rows `id, problem, answer, band, successes` that `tasks.math.load_problems` reads (the extra
-fields become metadata), cached in `arith-hard-<hash>` beside the base model they were made with.
+50/50 by a seeded hash. The pool is drawn from the hard bands, the edge bands the base model
+half-learned; the fail@k filter then keeps what it really cannot do. Files are the problem files
+of tasks/problems.py (rows `id, problem, answer, band`), cached in `arith-hard-<hash>` beside the
+base model they were made with.
+
+It is evaluation, not a task: it builds the world's base model (tasks/arith_model.py) and
+measures it with the evaluation engines (eval/sampling.py). Unlike `soar filter` (eval/filter.py)
+it samples in one process, without shards: the pool is small and the split is cached.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.eval.questions import answer_accuracy
 from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
 from soar_orl.eval.splits import hard_split
+from soar_orl.formats import QAPair
 from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum
 from soar_orl.tasks.arith_model import (
     SETTINGS_FILE,
@@ -28,8 +33,7 @@ from soar_orl.tasks.arith_model import (
     base_model_dir,
 )
 from soar_orl.tasks.base import Problem
-from soar_orl.tasks.math import load_problems
-from soar_orl.teacher.parser import QAPair
+from soar_orl.tasks.problems import load_problems, write_problems
 
 # The edge bands the base model solves least (tasks/arith_model.py EDGE_BANDS); 3+1 and 1+3 stay
 # out of the pool, the nearest stepping stones.
@@ -134,11 +138,7 @@ def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSet
     split = hard_split(counts, settings.k, settings.seed)
     by_id = {p.id: p for p in problems}
     for name, ids in (("hard_train", split.train), ("hard_test", split.test)):
-        rows = [
-            {"id": i, "problem": by_id[i].problem, "answer": by_id[i].answer, **by_id[i].metadata}
-            for i in ids
-        ]
-        (out_dir / SPLIT_FILES[name]).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        write_problems(out_dir / SPLIT_FILES[name], (by_id[i] for i in ids))
     per_band = {}
     for band in settings.bands:
         band_counts = [counts[p.id] for p in problems if p.metadata["band"] == band.name]

@@ -26,10 +26,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from soar_orl.config import SoarConfig
+from soar_orl.formats import QAPair
 from soar_orl.tasks.arith import Band, band_problems
 from soar_orl.tasks.arith_model import EASY_BANDS, EDGE_BANDS
 from soar_orl.tasks.base import Problem
-from soar_orl.teacher.parser import QAPair
 
 # Sampled success rates (temperature 1) that make a problem a stepping stone: an RLOO group of 4
 # then holds a right answer in 34-97% of the groups, and a wrong one too.
@@ -105,10 +105,10 @@ def write_jsonl(path: Path, pairs: Sequence[QAPair], task) -> float:
 
 def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
     """Measure the base student's bands, write the five datasets and the manifest; returns a summary."""
+    from soar_orl.eval.arith_hard import success_counts
     from soar_orl.eval.sampling import generate, start_engine, stop_engine
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.tasks.arith import ArithTask
-    from soar_orl.tasks.arith_hard import success_counts
 
     n, task = cfg.meta.n, ArithTask()
     hard_train = resolve_problems(cfg.data.hard_train)

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import soar_orl.meta.run_dir as run_dir_module
-from soar_orl.config import validate_config
-from soar_orl.meta.promotion import PromotionParams, PromotionTracker
+from soar_orl.config import MetaConfig, validate_config
+from soar_orl.formats import QAPair
+from soar_orl.meta.promotion import PromotionTracker
 from soar_orl.meta.run_dir import (
     RunDir,
     RunDirError,
@@ -21,7 +22,6 @@ from soar_orl.meta.run_dir import (
     config_changes,
     write_hf_folder,
 )
-from soar_orl.teacher.parser import QAPair
 
 
 def config(tmp_path, meta=None, logging=None, **run):
@@ -92,7 +92,7 @@ def test_resume_drops_rows_the_checkpoint_does_not_cover(tmp_path):
 
 def tracker_after(steps, promote_at=()):
     """A tracker that saw `steps` steps (window 1, tau 0: a positive reward promotes)."""
-    tracker = PromotionTracker(PromotionParams(window=1, tau=0.0))
+    tracker = PromotionTracker(MetaConfig(window=1, tau=0.0))
     for step in range(steps):
         reward = 0.5 if step in promote_at else -0.5
         datasets_G = [[QAPair(f"q{step}", "1")], [QAPair(f"p{step}", "2")]]
@@ -109,7 +109,7 @@ def state_at(steps, promote_at=(), trains_teacher=True):
 
 def test_run_state_round_trips_through_json():
     saved = json.loads(json.dumps(state_at(3, promote_at=(1,)).state_dict()))
-    loaded = RunState(PromotionTracker(PromotionParams(window=1, tau=0.0)), trains_teacher=True)
+    loaded = RunState(PromotionTracker(MetaConfig(window=1, tau=0.0)), trains_teacher=True)
     loaded.load_state_dict(saved)
     assert loaded.state_dict() == saved
     assert (loaded.next_step, loaded.baseline_step, loaded.teacher_tag) == (3, 1, "next_step_3")
@@ -119,7 +119,7 @@ def test_run_state_refuses_parts_from_different_steps_naming_each():
     saved = state_at(3, promote_at=(1,)).state_dict()
     saved.update(next_step=4, baseline_step=0, teacher_tag="next_step_2")
     saved["promotion"]["params"]["tau"] = 0.5
-    fresh = RunState(PromotionTracker(PromotionParams(window=1, tau=0.0)), trains_teacher=True)
+    fresh = RunState(PromotionTracker(MetaConfig(window=1, tau=0.0)), trains_teacher=True)
     with pytest.raises(RunStateMismatch) as refused:
         fresh.load_state_dict(saved)
     message = str(refused.value)
@@ -154,7 +154,7 @@ def commit(run_dir, state, student_dir, fail_in_body=False):
 def resumed(tmp_path):
     """A resume's view of the run directory: the state, its baseline weights, its teacher marker."""
     run_dir = RunDir(config(tmp_path, resume=True))
-    state = RunState(PromotionTracker(PromotionParams(window=1, tau=0.0)), trains_teacher=True)
+    state = RunState(PromotionTracker(MetaConfig(window=1, tau=0.0)), trains_teacher=True)
     baseline = run_dir.resume(state)
     marker = run_dir.teacher_dir / "config.json"
     teacher = json.loads(marker.read_text()) if marker.exists() else None
