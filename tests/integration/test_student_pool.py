@@ -118,7 +118,7 @@ def test_lora_jobs_run_in_lockstep_and_promotion_merges_the_adapter(pool, boxed_
         # One batch: its phase times are split evenly over its jobs; a 0-step job run alone has no rollout.
         assert baseline.timings == trained.timings == short.timings and trained.timings["rollout"] > 0
         assert (len(baseline.steps), len(trained.steps), len(short.steps)) == (0, 8, 2)
-        assert trained.answers_Q != baseline.answers_Q, "8 LoRA steps changed no answer: the check below would be empty"
+        assert trained.correct_Q != baseline.correct_Q, "8 LoRA steps changed no grade: the check below would be empty"
 
         initial = AutoModelForCausalLM.from_pretrained(boxed_digit_model, dtype=torch.float32).state_dict()
         promoted = lora_pool.fetch_weights(trained)
@@ -129,7 +129,11 @@ def test_lora_jobs_run_in_lockstep_and_promotion_merges_the_adapter(pool, boxed_
             lora_pool.fetch_weights(trained)
 
         after, again = lora_pool.run([job("after", 0), job("again", 2, seed=3, return_weights=True)])
-        assert after.answers_Q == trained.answers_Q  # the worker's base is now the promoted student
+        # The worker's base is now the promoted student. Grades, not texts: the merged weights
+        # round differently from base + adapter, which can flip a near tie after the box, where
+        # the reward does not separate end-of-text from other tokens (one run here ended an
+        # answer with "\boxed{7}.\nw" on the merged base, "\boxed{7}" through the adapter).
+        assert after.correct_Q == trained.correct_Q, (after.answers_Q, trained.answers_Q)
         adapter = ray.get(again.weights.ref)
         merged = lora_pool.fetch_weights(again)
         expected = merge_adapter(promoted, adapter)  # on the promoted baseline, not the initial one
