@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -235,8 +237,23 @@ def init_ray(backend: Backend, declared_gpus: int, num_cpus: int | None = None, 
                 include_dashboard=False,
                 runtime_env=runtime_env,
             )
+        keep_child_exit_statuses()
     if shared_dir is not None:
         check_shared_filesystem(shared_dir)
+
+
+def keep_child_exit_statuses() -> None:
+    """Undo what `ray.init` with the reaper flag (RAY_REAP_CHILDREN_ENV) does to the driver.
+
+    Ray's core worker then sets SIGCHLD to SIG_IGN in this process, so the kernel reaps its
+    children at once and `subprocess` reports every child's exit status as 0 (measured on Ray
+    2.55: a child's `sys.exit(3)` read as 0), which hides a failed command from the driver and
+    from tests. The flag's purpose, the raylet reaping the orphans of dead Ray workers, does not
+    need the driver to ignore SIGCHLD. Python can set a handler only from the main thread; a
+    driver calls init_ray there.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def check_shared_filesystem(path: str, min_nodes: int = 2) -> int:

@@ -58,26 +58,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from soar_orl.backend import resolve_backend
+    from soar_orl.console import console_session, log_to, terminal_out
     from soar_orl.plan import check_fits
 
     cfg = load_config(args.recipe, args.overrides)
-    logging.basicConfig(level=cfg.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Before anything starts: a recipe that cannot fit its GPUs would fail hours in (RecipeDoesNotFit).
-    logging.getLogger("soar").info(check_fits(cfg, resolve_backend(cfg.backend)))
-    if cfg.meta.uses_teacher:
-        from soar_orl.meta.loop import run_soar as run_recipe
-    else:
-        from soar_orl.meta.rlvr import run_rlvr as run_recipe
-    run_dir = run_recipe(cfg)
-    if cfg.evaluation.after_run:
-        from soar_orl.meta.comparison import run_comparison
+    # The run's terminal: soar-orl's own lines; the rest goes to its log once the run directory exists.
+    with console_session(cfg.logging):
+        # Before anything starts: a recipe that cannot fit its GPUs would fail hours in (RecipeDoesNotFit).
+        logging.getLogger("soar").info(check_fits(cfg, resolve_backend(cfg.backend)))
+        if cfg.meta.uses_teacher:
+            from soar_orl.meta.loop import run_soar as run_recipe
+        else:
+            from soar_orl.meta.rlvr import run_rlvr as run_recipe
+        run_dir = run_recipe(cfg)
+        if cfg.evaluation.after_run:
+            from soar_orl.meta.comparison import run_comparison
 
-        run_comparison(cfg, run_dir.path)
-    elif cfg.meta.uses_teacher:
-        from soar_orl.eval.plots import plot_soar_curves
+            run_comparison(cfg, run_dir.path)
+        elif cfg.meta.uses_teacher:
+            from soar_orl.eval.plots import plot_soar_curves
 
-        print(f"curves: {plot_soar_curves(run_dir.read_jsonl('metrics.jsonl'), cfg.meta.tau, run_dir.path / 'plots')}")
-    print(f"run directory: {run_dir.path}")
+            curves = plot_soar_curves(run_dir.read_jsonl("metrics.jsonl"), cfg.meta.tau, run_dir.path / "plots")
+            print(f"curves: {curves}", file=terminal_out())
+        log_file = log_to(run_dir.path)
+        print(f"run directory: {run_dir.path}" + (f" (log: {log_file})" if log_file else ""), file=terminal_out())
     return 0
 
 

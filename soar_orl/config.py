@@ -332,9 +332,15 @@ class LoggingConfig(_Section):
     wandb_project: str | None = None
     """Log to this W&B project as well (requires a W&B login)."""
     progress_bar: bool = True
-    """Show a progress bar over outer steps (off in CI logs if you prefer plain lines)."""
+    """Show a progress bar over outer steps and the final evaluation's samples (off in CI logs if
+    you prefer plain lines)."""
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Python logging level."""
+    """Python logging level (of soar-orl's lines on the terminal and of every record in the log)."""
+    verbose: bool = False
+    """Everything on the terminal: every Ray worker's output with its actor prefix (vLLM, DeepSpeed,
+    OpenRLHF's model dump and bars), library warnings and log records. Off: `soar run` shows only
+    its own lines (set-up, the progress bar, one line per outer step, warnings and errors, the
+    final table) and writes everything else to RUN_DIR/logs/run.log (soar_orl/console.py)."""
 
 
 class EvaluationConfig(_Section):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from soar_orl.cache import content_hash
+from soar_orl.console import terminal_err
 from soar_orl.eval.sampling import OnShardDone, ProblemSamples, SamplingParams, Shard
 from soar_orl.files import atomic_write_text
 from soar_orl.tasks.base import Problem
@@ -84,11 +85,12 @@ def shard_file(folder: Path, index: int) -> Path:
 
 
 def progress_bar(total: int, done: int, desc: str, disable: bool = False):
-    """One bar over samples: done, samples per second (of this run's samples) and time left."""
+    """One bar over samples: done, samples per second (of this run's samples) and time left, on
+    the terminal also while a run's other output goes to its log (soar_orl/console.py)."""
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, desc=desc, unit="sample", unit_scale=True, dynamic_ncols=True,
-                smoothing=0.1, disable=disable)
+                smoothing=0.1, disable=disable, file=terminal_err())
 
 
 def sample_pending(

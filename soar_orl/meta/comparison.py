@@ -24,11 +24,13 @@ import logging
 from pathlib import Path
 
 from soar_orl.config import SoarConfig, derive_config
+from soar_orl.console import terminal_out
 from soar_orl.eval.evaluate import EvalSettings, evaluate_model, evaluation_size
 from soar_orl.eval.plots import plot_soar_curves
 from soar_orl.eval.sampling import SamplingService
 from soar_orl.eval.shards import progress_bar
 from soar_orl.files import read_jsonl
+from soar_orl.meta.promotion import PQEntry, promoted_problems
 from soar_orl.meta.rlvr import prompt_budget, run_rlvr
 from soar_orl.meta.run_dir import baseline_student_dir
 from soar_orl.methods import BASE, HARD_ONLY, METHODS, ORACLE, SOAR_PQ, SOAR_PS, SOAR_T, Method
@@ -62,8 +64,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
         notes[SOAR_PS.name] = "no promotion: the base student"
     if SOAR_PQ.after_run in after_run:
         if promoted:
-            pq = [Problem(f"pq-{row['step']}-{i}", pair["question"], pair["answer"])
-                  for row in promoted for i, pair in enumerate(row["pairs"])]
+            pq = promoted_problems([PQEntry.from_row(row) for row in promoted])
             models[SOAR_PQ.name] = _train_on_synthetic(cfg, run_path, SOAR_PQ, pq)
         else:
             notes[SOAR_PQ.name] = "no promotion, no promoted questions: not trained"
@@ -88,7 +89,7 @@ def run_comparison(cfg: SoarConfig, run_path: Path) -> dict:
     (run_path / "eval" / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
     report = format_summary(summary, promoted, settings.ks)
     (run_path / "eval" / "final.md").write_text(report)
-    print(report)
+    print(report, file=terminal_out())
     return summary
 
 
@@ -103,7 +104,8 @@ def _evaluate_methods(cfg: SoarConfig, run_path: Path, models: dict[str, str],
         distinct.setdefault(model_dir, method)
     total = len(distinct) * evaluation_size(test_sets, settings)
     print(f"evaluating {', '.join(distinct.values())}: {settings.samples} samples per problem of "
-          f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}", flush=True)
+          f"{', '.join(f'{name} ({len(p)})' for name, p in test_sets.items())} -> {run_path / 'eval'}",
+          file=terminal_out(), flush=True)
     by_model: dict[str, dict] = {}
     slugs = {method.name: method.slug for method in METHODS}
     first = next(iter(distinct))

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from soar_orl.backend import init_ray, resolve_backend
 from soar_orl.config import MetaConfig, SoarConfig
+from soar_orl.console import log_to, terminal_err
 from soar_orl.formats import QAPair
 from soar_orl.meta.metrics import MetricsLogger
 from soar_orl.meta.promotion import PromotionDecision, PromotionTracker
@@ -63,6 +64,7 @@ def run_soar(cfg: SoarConfig) -> RunDir:
 
     meta = cfg.meta
     run_dir = RunDir(cfg)  # on resume it first refuses a changed config, touching nothing
+    log_to(run_dir.path)  # from here, everything but soar-orl's own lines goes to the run's log
     state = RunState(PromotionTracker(meta), meta.trains_teacher)
     baseline = run_dir.resume(state) if cfg.run.resume else None
     backend = resolve_backend(cfg.backend)
@@ -72,8 +74,10 @@ def run_soar(cfg: SoarConfig) -> RunDir:
         raise ValueError(f"data.q_r_size={cfg.data.q_r_size} exceeds the {len(hard_train)} problems of {cfg.data.hard_train}")
 
     # The student pool is created first and by the driver (see the hazards in DESIGN.md).
+    log.info("set-up 1/3: Ray (%s, %d GPU(s))", backend, cfg.pools.cluster_gpus)
     init_ray(backend, declared_gpus=cfg.pools.cluster_gpus, shared_dir=str(run_dir.path))
     student_dir = str(resolve_model(cfg.model.student))
+    log.info("set-up 2/3: the student pool (%d worker(s): DeepSpeed and vLLM each)", cfg.pools.student_workers)
     pool = StudentPool(
         WorkerSpec.from_config(cfg, student_dir, backend),
         cfg.pools,
@@ -83,6 +87,8 @@ def run_soar(cfg: SoarConfig) -> RunDir:
     # A resumed teacher starts from the committed HF weights and continues with the optimizer,
     # LR schedule and weights of the DeepSpeed checkpoint committed with them.
     teacher_dir = run_dir.teacher_dir if state.teacher_tag else resolve_model(cfg.model.teacher)
+    log.info("set-up 3/3: the teacher (OpenRLHF RLOO on %d GPU(s), %d vLLM engine(s))", cfg.pools.teacher_gpus,
+             cfg.pools.teacher_vllm_engines)
     teacher = Teacher(cfg, backend, str(teacher_dir), str(run_dir.teacher_staging_dir),
                       str(run_dir.teacher_optimizer_dir), resume_tag=state.teacher_tag)
     try:
@@ -160,7 +166,8 @@ class OuterLoop:
         meta = self.cfg.meta
         metrics = MetricsLogger(self.run_dir.path, self.cfg.logging)
         progress = tqdm(range(state.next_step, meta.outer_steps), initial=state.next_step,
-                        total=meta.outer_steps, desc="SOAR outer steps", disable=not self.cfg.logging.progress_bar)
+                        total=meta.outer_steps, desc="SOAR outer steps", file=terminal_err(),
+                        disable=not self.cfg.logging.progress_bar)
         try:
             for step in progress:
                 result = self.step(state, step)

@@ -28,6 +28,7 @@ from typing import Any
 
 from soar_orl.config import MetaConfig
 from soar_orl.formats import QAPair
+from soar_orl.tasks.base import Problem
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class PQEntry:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> PQEntry:
         return cls(**{**row, "pairs": tuple(QAPair(**pair) for pair in row["pairs"])})
+
+
+def promoted_problems(entries: Sequence[PQEntry]) -> list[Problem]:
+    """SOAR-PQ's synthetic problems: every pair of every promoted dataset, the teacher's answer as
+    its label, with an id that names its step and place."""
+    return [Problem(f"pq-{entry.step}-{i}", pair.question, pair.answer)
+            for entry in entries for i, pair in enumerate(entry.pairs)]
 
 
 @dataclass(frozen=True)

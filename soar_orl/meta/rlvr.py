@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from soar_orl.backend import Backend, init_ray, resolve_backend
+from soar_orl.console import log_to
 from soar_orl.config import SoarConfig
 from soar_orl.meta.run_dir import RunDir
 from soar_orl.methods import method_of_mode
@@ -59,6 +60,12 @@ def budget_order(problems: Sequence[Problem], count: int, seed: int) -> list[Pro
     return order[:count]
 
 
+def real_training_set(cfg: SoarConfig) -> str:
+    """Where a real-data RLVR run draws its problems: the hard train split for Hard-Only, the
+    full real training set for the Oracle."""
+    return cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train
+
+
 def rlvr_flags(cfg: SoarConfig, backend: Backend, model_dir: str, prompts: Path, run_dir: RunDir) -> dict[str, Any]:
     """OpenRLHF flags of an RLVR baseline: the student's flag set (as for the inner students)
     over pools.rlvr_gpus ranks, colocated with its vLLM engines, on the prompt file."""
@@ -95,10 +102,11 @@ def run_rlvr(cfg: SoarConfig, problems: list[Problem] | None = None, method: str
     from openrlhf.cli.train_ppo_ray import train
 
     run_dir = RunDir(cfg)
+    log_to(run_dir.path)  # a no-op for a SOAR run's baselines: they log into the run's log
     backend = resolve_backend(cfg.backend)
     task = build_task(cfg.data.task)
     if problems is None:
-        problems = resolve_problems(cfg.data.hard_train if cfg.meta.mode == "hard_only" else cfg.data.full_train)
+        problems = resolve_problems(real_training_set(cfg))
     # The set the student draws from, and the prompts it trains on, step by step.
     _write_prompts(run_dir.path / "rlvr_problems.jsonl", task, problems)
     record = {"method": method or method_of_mode(cfg.meta.mode).name, "stage": stage, "problems": len(problems),

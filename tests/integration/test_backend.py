@@ -4,6 +4,8 @@ serialisation, the prefix cache after a weight load, and the multi-node checks o
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -134,3 +136,5 @@ def test_init_ray_forwards_cluster_env_and_checks_the_shared_run_dir(monkeypatch
     assert env == {"HF_SOAR_PROBE": "hf", "NCCL_SOAR_PROBE": "nccl", "DS_SOAR_PROBE": "ds"}
     assert backend.check_shared_filesystem(str(tmp_path), min_nodes=1) == 1
     assert list(tmp_path.iterdir()) == []  # the markers are cleaned up
+    # The driver still sees its children's exit statuses (Ray's reaper flag would read them all as 0).
+    assert subprocess.run([sys.executable, "-c", "import sys; sys.exit(3)"]).returncode == 3

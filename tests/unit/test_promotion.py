@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from soar_orl.config import MetaConfig
 from soar_orl.formats import QAPair
-from soar_orl.meta.promotion import PromotionTracker, StateMismatchError
+from soar_orl.meta.promotion import PQEntry, PromotionTracker, StateMismatchError, promoted_problems
 
 G, R = 3, 4
 
@@ -140,3 +140,11 @@ def test_a_state_with_a_broken_archive_entry_is_refused() -> None:
         PromotionTracker(MetaConfig(window=1, tau=0.0)).load_state_dict(state)
     with pytest.raises(StateMismatchError, match="expected a dict"):
         tracker.load_state_dict([])
+
+
+def test_soar_pq_learns_every_promoted_pair_with_the_teachers_answer() -> None:
+    rows = [PQEntry(step, 0.1, 0.2, 0, 0, tuple(QAPair(f"q{step}{i}", f"a{step}{i}") for i in range(2))).to_row()
+            for step in (0, 3)]
+    problems = promoted_problems([PQEntry.from_row(json.loads(json.dumps(row))) for row in rows])
+    assert [(p.id, p.problem, p.answer) for p in problems] == [
+        ("pq-0-0", "q00", "a00"), ("pq-0-1", "q01", "a01"), ("pq-3-0", "q30", "a30"), ("pq-3-1", "q31", "a31")]

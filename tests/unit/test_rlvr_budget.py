@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from soar_orl.meta.rlvr import budget_order
+from soar_orl.config import load_config
+from soar_orl.meta.rlvr import budget_order, real_training_set
 from soar_orl.tasks.base import Problem
 
 PROBLEMS = [Problem(f"p{i}", f"{i}+1", str(i + 1)) for i in range(10)]
@@ -31,3 +33,12 @@ def test_budget_passes_are_reshuffled_and_seeded() -> None:
 def test_budget_needs_problems() -> None:
     with pytest.raises(ValueError, match="no problems"):
         budget_order([], 4, seed=0)
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def test_hard_only_trains_on_the_hard_split_and_the_oracle_on_the_full_training_set() -> None:
+    hard_only, oracle = (load_config(RECIPES / f"cpu_{mode}.yaml") for mode in ("hard_only", "oracle"))
+    assert real_training_set(hard_only) == hard_only.data.hard_train
+    assert real_training_set(oracle) == oracle.data.full_train != oracle.data.hard_train
