@@ -205,17 +205,14 @@ class OuterLoop:
         extra = cfg.student.extra_steps_after_promotion if state.tracker.archive else 0
         inner_steps = cfg.student.inner_steps + extra
         presample = meta.intrinsic_samples if meta.mode == "intrinsic" else 0
-        baseline_future = self.pool.submit(StudentJob(f"s{step}-baseline", tuple(datasets_G[0]), q_r, 0,
-                                                      seed=0))
-        futures_GR = [
-            [
-                self.pool.submit(StudentJob(f"s{step}-x{k}-r{j}", tuple(datasets_G[k]), q_r, inner_steps,
-                                            seed=_job_seed(cfg.run.seed, step, k, j),
-                                            return_weights=True, presample_n=presample))
-                for j in range(meta.r)
-            ]
+        jobs = [StudentJob(f"s{step}-baseline", tuple(datasets_G[0]), q_r, 0, seed=0)] + [
+            StudentJob(f"s{step}-x{k}-r{j}", tuple(datasets_G[k]), q_r, inner_steps,
+                       seed=_job_seed(cfg.run.seed, step, k, j), return_weights=True, presample_n=presample)
             for k in range(meta.g)
+            for j in range(meta.r)
         ]
+        baseline_future, *futures = self.pool.submit_many(jobs)  # together: LoRA workers batch them
+        futures_GR = [futures[k * meta.r : (k + 1) * meta.r] for k in range(meta.g)]
         students_started = time.perf_counter()
         if meta.async_ and step + 1 < meta.outer_steps:
             self.pending = self.sample_teacher(step + 1)  # overlaps with the students of this step

@@ -7,6 +7,13 @@ on the CPU backend). `submit` returns a Future at once; a dispatcher thread hand
 workers, so the outer loop can keep the teacher busy meanwhile. A job that fails because its
 worker died, or that runs past `pools.job_timeout_s`, is logged and retried on a fresh worker in
 the same bundle, up to `pools.job_retries` times; only then does its Future fail.
+
+With LoRA students (`student.lora.rank > 0`) each worker is a LoraStudentWorker and takes up to
+`pools.students_per_worker` queued jobs at once, run in lockstep as adapters on its one base; a
+batch that fails puts each of its jobs back at the front of the queue with one attempt used, and
+a batch's timeout is `pools.job_timeout_s` per job in it. A LoRA job's trained weights are its adapter;
+`fetch_weights` merges it into the baseline it was trained on, so that promotion installs full
+weights in every worker (the base of its trainer and of its engine) as with full fine-tuning.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import ray
+import torch
 from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from soar_orl.config import PoolsConfig
+from soar_orl.student.lora_weights import AdapterWeights, merge_adapter
+from soar_orl.student.lora_worker import LoraStudentWorker
 from soar_orl.student.policy import StateDict
 from soar_orl.student.worker import JobResult, StudentJob, StudentWorker, WorkerSpec
 
@@ -51,7 +61,17 @@ class _Pending:
     future: Future
     attempt: int = 1
     failures: list[str] = field(default_factory=list)
+    result_ref: ray.ObjectRef | None = None
     weights_ref: ray.ObjectRef | None = None
+    baseline_version: int = 0  # of the baseline it runs on
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """JobResult.weights of a pool job: where its trained weights wait, and on which baseline."""
+
+    ref: ray.ObjectRef
+    baseline_version: int
 
 
 class StudentPool:
@@ -59,6 +79,8 @@ class StudentPool:
         self.spec = spec
         self.pools = pools
         self.num_workers = num_workers or pools.student_workers
+        self.lora = spec.student.lora.enabled
+        self.jobs_per_worker = pools.students_per_worker if self.lora else 1
         bundle = {"GPU": pools.gpus_per_student_worker, "CPU": pools.cpus_per_worker}
         self.placement_group = placement_group([dict(bundle) for _ in range(self.num_workers)], strategy="PACK")
         try:
@@ -70,12 +92,17 @@ class StudentPool:
             ) from None
         self._baseline_ref = None
         self._baseline_version = 0
+        self._baseline_state: StateDict | None = None  # the current baseline (None: the spec's model)
         self.slots = [_Slot(i, self._start_worker(i)) for i in range(self.num_workers)]
         ray.get([slot.actor.ping.remote() for slot in self.slots])
+        log.info("student pool: %d worker(s), %s", self.num_workers,
+                 f"LoRA rank {spec.student.lora.rank}, {self.jobs_per_worker} jobs in lockstep each" if self.lora
+                 else "full fine-tuning, one job at a time each")
         self.started_at = time.perf_counter()
         self.failures: list[str] = []
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._running: dict[ray.ObjectRef, tuple[_Slot, _Pending]] = {}
+        # Keyed by the first result of a batch: a worker returns all of a batch's at once.
+        self._running: dict[ray.ObjectRef, tuple[_Slot, list[_Pending]]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="student-pool", daemon=True)
@@ -84,30 +111,54 @@ class StudentPool:
     # ------------------------------------------------------------------ public API
 
     def submit(self, job: StudentJob) -> Future:
-        future: Future = Future()
+        return self.submit_many([job])[0]
+
+    def submit_many(self, jobs: list[StudentJob]) -> list[Future]:
+        """Queue the jobs together: a LoRA worker then takes them in as few lockstep batches as
+        fit (jobs submitted one by one can be dispatched one by one as they arrive)."""
+        pending = [_Pending(job, Future()) for job in jobs]
         with self._lock:
             if self._closed:
                 raise RuntimeError("the student pool is shut down")
-            self._queue.append(_Pending(job, future))
-        return future
+            self._queue.extend(pending)
+        return [item.future for item in pending]
 
     def run(self, jobs: list[StudentJob]) -> list[JobResult]:
         """Submit and wait; results in job order. Raises PoolJobError if a job ran out of retries."""
-        return [future.result() for future in [self.submit(job) for job in jobs]]
+        return [future.result() for future in self.submit_many(jobs)]
 
-    @staticmethod
-    def fetch_weights(result: JobResult) -> StateDict:
+    def fetch_weights(self, result: JobResult) -> StateDict:
         """The trained weights of a job run with return_weights (they stay in the worker's
-        object store until fetched, so only promoted students travel)."""
+        object store until fetched, so only promoted students travel). A LoRA job's adapter
+        comes merged into the baseline it was trained on, which must still be the pool's."""
         if result.weights is None:
             raise ValueError(f"job {result.job_id} was not run with return_weights=True")
-        return ray.get(result.weights)
+        weights = ray.get(result.weights.ref)
+        if not isinstance(weights, AdapterWeights):
+            return weights
+        with self._lock:
+            if result.weights.baseline_version != self._baseline_version:
+                raise ValueError(
+                    f"job {result.job_id} trained its adapter on baseline {result.weights.baseline_version}, "
+                    f"the pool has moved on to baseline {self._baseline_version}: it cannot be merged"
+                )
+            baseline = self._baseline_state
+        return merge_adapter(baseline if baseline is not None else self._initial_state(), weights)
 
     def set_baseline(self, state: StateDict) -> None:
         """Promotion: every worker switches to these weights before its next job."""
         with self._lock:
             self._baseline_ref = ray.put(state)
             self._baseline_version += 1
+            if self.lora:
+                self._baseline_state = state
+
+    def _initial_state(self) -> StateDict:
+        """The spec's model as a state dict, the baseline a first LoRA promotion merges into."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.spec.model_dir, dtype=getattr(torch, self.spec.dtype))
+        return {k: v.detach() for k, v in model.state_dict().items()}
 
     def utilisation(self) -> float:
         """Share of worker time spent on jobs since the pool started."""
@@ -119,7 +170,7 @@ class StudentPool:
     def shutdown(self) -> None:
         with self._lock:
             self._closed = True
-            pending = list(self._queue) + [p for _, p in self._running.values()]
+            pending = list(self._queue) + [p for _, batch in self._running.values() for p in batch]
             self._queue.clear()
         self._dispatcher.join(timeout=10)
         for item in pending:
@@ -132,13 +183,14 @@ class StudentPool:
     # ------------------------------------------------------------------ dispatching
 
     def _start_worker(self, index: int) -> ray.actor.ActorHandle:
-        actor_cls = ray.remote(StudentWorker).options(
+        actor_cls = ray.remote(LoraStudentWorker if self.lora else StudentWorker).options(
             num_gpus=self.pools.gpus_per_student_worker,
             num_cpus=self.pools.cpus_per_worker,
             max_restarts=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=index),
         )
-        return actor_cls.remote(replace(self.spec, seed=self.spec.seed + index))
+        spec = replace(self.spec, seed=self.spec.seed + index)
+        return actor_cls.remote(spec, self.jobs_per_worker) if self.lora else actor_cls.remote(spec)
 
     def _dispatch_loop(self) -> None:
         while True:
@@ -163,56 +215,64 @@ class StudentPool:
                 return
             if id(slot) in busy:
                 continue
-            item = self._queue.popleft()
+            batch = [self._queue.popleft() for _ in range(min(self.jobs_per_worker, len(self._queue)))]
             if slot.baseline_version != self._baseline_version:
-                # Actor calls run in order, so the job starts on the new baseline.
+                # Actor calls run in order, so the jobs start on the new baseline.
                 slot.actor.set_baseline.remote(self._baseline_ref)
                 slot.baseline_version = self._baseline_version
             slot.busy_since = time.perf_counter()
-            result_ref, weights_ref = slot.actor.run_job.options(num_returns=2).remote(item.job)
-            item.weights_ref = weights_ref if item.job.return_weights else None
-            self._running[result_ref] = (slot, item)
+            refs = slot.actor.run_batch.options(num_returns=2 * len(batch)).remote([item.job for item in batch])
+            for item, result_ref, weights_ref in zip(batch, refs[::2], refs[1::2], strict=True):
+                item.result_ref = result_ref
+                item.weights_ref = weights_ref if item.job.return_weights else None
+                item.baseline_version = slot.baseline_version
+            self._running[batch[0].result_ref] = (slot, batch)
 
     def _collect(self, ref: ray.ObjectRef) -> None:
-        slot, item = self._running.pop(ref)
+        slot, batch = self._running.pop(ref)
         self._mark_idle(slot)
         try:
-            result: JobResult = ray.get(ref)
+            results: list[JobResult] = ray.get([item.result_ref for item in batch])
         except RayActorError as err:
-            self._retry(slot, item, f"worker {slot.index} died: {type(err).__name__}")
+            self._retry(slot, batch, f"worker {slot.index} died: {type(err).__name__}")
             return
         except Exception as err:  # the job itself raised: retry too, a fresh worker may succeed
-            self._retry(slot, item, f"job raised {type(err).__name__}: {err}")
+            self._retry(slot, batch, f"job raised {type(err).__name__}: {err}")
             return
-        result.attempts = item.attempt
-        result.weights = item.weights_ref
-        item.future.set_result(result)
+        for item, result in zip(batch, results, strict=True):
+            result.attempts = item.attempt
+            result.weights = _Weights(item.weights_ref, item.baseline_version) if item.weights_ref else None
+            item.future.set_result(result)
 
     def _expire_timeouts(self) -> None:
         now = time.perf_counter()
-        for ref, (slot, item) in list(self._running.items()):
-            if slot.busy_since is not None and now - slot.busy_since > self.pools.job_timeout_s:
+        for ref, (slot, batch) in list(self._running.items()):
+            limit = self.pools.job_timeout_s * len(batch)
+            if slot.busy_since is not None and now - slot.busy_since > limit:
                 del self._running[ref]
                 self._mark_idle(slot)
-                self._retry(slot, item, f"job {item.job.job_id} exceeded pools.job_timeout_s={self.pools.job_timeout_s}")
+                jobs = ", ".join(item.job.job_id for item in batch)
+                self._retry(slot, batch, f"jobs {jobs} exceeded pools.job_timeout_s={self.pools.job_timeout_s} each")
 
     def _mark_idle(self, slot: _Slot) -> None:
         if slot.busy_since is not None:
             slot.busy_seconds += time.perf_counter() - slot.busy_since
             slot.busy_since = None
 
-    def _retry(self, slot: _Slot, item: _Pending, reason: str) -> None:
-        message = f"student job {item.job.job_id} attempt {item.attempt}: {reason}; replacing worker {slot.index}"
+    def _retry(self, slot: _Slot, batch: list[_Pending], reason: str) -> None:
+        ids = ", ".join(item.job.job_id for item in batch)
+        message = f"student job {ids} attempt {batch[0].attempt}: {reason}; replacing worker {slot.index}"
         log.warning(message)
         self.failures.append(message)
-        item.failures.append(reason)
         ray.kill(slot.actor, no_restart=True)
         slot.actor = self._start_worker(slot.index)
         slot.baseline_version = 0  # a fresh worker holds the initial weights
-        if item.attempt > self.pools.job_retries:
-            item.future.set_exception(
-                PoolJobError(f"student job {item.job.job_id} failed {item.attempt} times: {'; '.join(item.failures)}")
-            )
-            return
-        item.attempt += 1
-        self._queue.appendleft(item)
+        for item in reversed(batch):  # back at the front of the queue, in their order
+            item.failures.append(reason)
+            if item.attempt > self.pools.job_retries:
+                item.future.set_exception(
+                    PoolJobError(f"student job {item.job.job_id} failed {item.attempt} times: {'; '.join(item.failures)}")
+                )
+                continue
+            item.attempt += 1
+            self._queue.appendleft(item)

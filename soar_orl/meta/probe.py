@@ -296,9 +296,10 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
             cfg.pools,
         )
         try:
-            futures = [(job, pool.submit(StudentJob(f"probe-{job.job_id}", train_pairs(job), draws_D[job.draw],
-                                                    job.steps, seed=job.seed)))
-                       for job in todo]
+            futures = zip(todo, pool.submit_many([
+                StudentJob(f"probe-{job.job_id}", train_pairs(job), draws_D[job.draw], job.steps, seed=job.seed)
+                for job in todo
+            ]), strict=True)
             with open(out_dir / JOBS_FILE, "a") as handle:
                 for job, future in futures:
                     result = future.result()

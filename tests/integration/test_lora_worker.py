@@ -100,8 +100,11 @@ def check_worker(worker, boxed_digit_model) -> None:
     # into the LoRA-enabled engine), and the base now answers as the promoted student did.
     from soar_orl.student.lora_weights import merge_adapter
 
-    worker.set_baseline(merge_adapter(worker.policies.base_state_dict(), adapter_7))
+    promoted = merge_adapter(worker.policies.base_state_dict(), adapter_7)
+    worker.set_baseline(promoted)
     assert worker.greedy_answers(EVAL) == sevens.answers_Q
+    trainer_base = worker.policies.base_state_dict()  # the next adapters train on it too
+    assert trainer_base.keys() == promoted.keys() and all(torch.equal(trainer_base[k], promoted[k]) for k in promoted)
 
 
 def test_lockstep_update_equals_separate_updates(boxed_digit_model, single_rank_world):

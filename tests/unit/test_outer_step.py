@@ -91,6 +91,9 @@ class FakePool:
         future.set_result(JobResult(job.job_id, accuracy, [], [], [], {"train": 1.0}, weights=job.job_id))
         return future
 
+    def submit_many(self, jobs) -> list[Future]:
+        return [self.submit(job) for job in jobs]
+
     def fetch_weights(self, result: JobResult) -> dict[str, torch.Tensor]:
         shift = sum(map(ord, result.weights)) / 1000
         return {k: v + shift for k, v in self.student_weights.items()}
