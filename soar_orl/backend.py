@@ -116,8 +116,8 @@ CPU_MAX_NUM_SEQS = 256  # vLLM's CPU default for the LLM class
 
 def vllm_unsplit_prefill_kwargs(backend: Backend, max_model_len: int) -> dict:
     """`vllm.LLM` arguments that keep every prompt's prefill in one engine step, for engines that
-    batch many seeded requests at once: the LoRA workers' S jobs in one call, a student's sampled
-    Q_R (`student.q_r_samples` x `data.q_r_size` requests).
+    batch many seeded requests at once (every student engine, student/engine.py: a LoRA worker's
+    S jobs in one call, a sampled Q_R of `student.q_r_samples` x `data.q_r_size` requests).
 
     vLLM 0.29 rewinds a seeded request's generator when its prefill is split across steps
     (gpu_model_runner.py:3785, `gen.set_offset`), which a CPU generator refuses ("CPU Generator

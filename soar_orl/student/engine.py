@@ -11,7 +11,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from soar_orl.backend import VLLM_WORKER_EXTENSION, Backend, sync_weights_to_vllm, vllm_engine_kwargs
+from soar_orl.backend import (
+    VLLM_WORKER_EXTENSION,
+    Backend,
+    sync_weights_to_vllm,
+    vllm_engine_kwargs,
+    vllm_unsplit_prefill_kwargs,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,11 @@ class RolloutEngine:
         gpu_memory_utilization: float,
         **llm_kwargs,
     ) -> None:
-        """llm_kwargs: further `vllm.LLM` arguments (the LoRA engine's enable_lora, max_loras, ...)."""
-        kwargs = vllm_engine_kwargs(backend, dtype, max_model_len, seed) | llm_kwargs  # sets vLLM env: before import
+        """llm_kwargs: further `vllm.LLM` arguments (the LoRA engine's enable_lora, max_loras, ...).
+        Every call may batch many seeded requests (rollouts, a sampled Q_R, S LoRA jobs at once),
+        so no prompt's prefill is split (vllm_unsplit_prefill_kwargs)."""
+        kwargs = (vllm_engine_kwargs(backend, dtype, max_model_len, seed)  # sets vLLM env: before import
+                  | vllm_unsplit_prefill_kwargs(backend, max_model_len) | llm_kwargs)
         from vllm import LLM
 
         if backend == "cuda":

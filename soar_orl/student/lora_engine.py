@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from soar_orl.backend import Backend, vllm_unsplit_prefill_kwargs
 from soar_orl.student.engine import Generation, RolloutEngine
 
 # vLLM accepts only these values of max_lora_rank (vllm/config/lora.py, MaxLoRARanks in 0.29).
@@ -29,12 +28,9 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank {VLLM_LORA_RANKS[-1]}")
 
 
-def lora_llm_kwargs(backend: Backend, max_model_len: int, max_loras: int, rank: int) -> dict:
+def lora_llm_kwargs(max_loras: int, rank: int) -> dict:
     """The `vllm.LLM` arguments of an engine that serves `max_loras` adapters of `rank` in one batch."""
-    return dict(
-        enable_lora=True, max_loras=max_loras, max_cpu_loras=max_loras, max_lora_rank=vllm_max_lora_rank(rank),
-        **vllm_unsplit_prefill_kwargs(backend, max_model_len),
-    )
+    return dict(enable_lora=True, max_loras=max_loras, max_cpu_loras=max_loras, max_lora_rank=vllm_max_lora_rank(rank))
 
 
 class LoraRolloutEngine(RolloutEngine):

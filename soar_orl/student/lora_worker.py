@@ -37,7 +37,7 @@ class LoraStudentWorker(EngineWorker):
         )
         super().__init__(
             spec, self.policies.tokenizer, LoraRolloutEngine,
-            **lora_llm_kwargs(spec.backend, spec.max_model_len, students_per_worker, spec.student.lora.rank),
+            **lora_llm_kwargs(students_per_worker, spec.student.lora.rank),
         )
 
     # ------------------------------------------------------------------ baseline

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soar_orl.backend import Backend, vllm_unsplit_prefill_kwargs
+from soar_orl.backend import Backend
 from soar_orl.chat import chat_prompt
 from soar_orl.config import SoarConfig, StudentConfig
 from soar_orl.formats import QAPair
@@ -160,8 +160,7 @@ class StudentWorker(EngineWorker):
         self.policy = StudentPolicy(spec.model_dir, spec.student, spec.dtype, spec.seed, spec.backend)
         # vLLM can sleep around the policy update only if the engine was started in sleep mode.
         sleep_mode = {"enable_sleep_mode": True} if spec.student.vllm_sleep else {}
-        super().__init__(spec, self.policy.tokenizer, RolloutEngine, **sleep_mode,
-                         **vllm_unsplit_prefill_kwargs(spec.backend, spec.max_model_len))
+        super().__init__(spec, self.policy.tokenizer, RolloutEngine, **sleep_mode)
         self._engine_holds_baseline = True
 
     # ------------------------------------------------------------------ baseline
