@@ -13,17 +13,25 @@ starts anything. Everything here is arithmetic on the recipe: no torch, Ray, vLL
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from soar_orl.config import ConfigError, SoarConfig, config_to_dict, validate_config
-from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, LoraProjection, PhaseAssumptions, RunCost, run_cost
+from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, PhaseAssumptions, RunCost, jobs_per_step, run_cost
 from soar_orl.plan.memory import GpuMemory
 from soar_orl.plan.pools import plan_pools, rlvr_gpus, student_flags, teacher_flags
 from soar_orl.plan.shapes import ModelShape, UnknownModelShape, model_shape
 
 BIGGER_CARD_GIB = 141.0  # H200
-LORA_NOTE = "LoRA students (not implemented yet: the LoRA-students issue)"
+LORA_NOTE = "LoRA students: student.lora.rank=8 pools.students_per_worker=S (one base per worker)"
+LORA_VARIANT_RANK = 8
+"""Rank of the LoRA variant plan projects for a full fine-tuning recipe ("LoRA Without Regret"
+finds RL insensitive to the rank down to 1; 8 is the rank of the CPU benchmark)."""
+LORA_VARIANT_STUDENTS_PER_WORKER = 4
+"""Jobs per LoRA worker in that variant: an assumption sized so that a 3B worker's 4 slots of
+activations fit an 80 GB GPU next to its vLLM share (plan checks it); more slots need smaller
+micro batches or a bigger card."""
 
 
 class RecipeDoesNotFit(ConfigError):
@@ -36,7 +44,10 @@ class RecipePlan:
     shapes: dict[str, ModelShape]
     pools: dict[str, GpuMemory]
     cost: RunCost
-    lora_cost: RunCost | None  # the SOAR variants with LoRA students: a projection (not implemented)
+    lora_cost: RunCost | None  # a full fine-tuning SOAR recipe's LoRA variant (None: not projected)
+    lora_changes: dict[str, Any] | None = None  # the overrides that make that variant
+    lora_fits: bool = True  # whether the variant's pools fit (after lora_changes)
+    lora_error: str | None = None  # why the variant is not projected (an invalid recipe)
 
     @property
     def fits(self) -> bool:
@@ -50,8 +61,40 @@ def plan_recipe(
     cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: PhaseAssumptions = ASSUMED
 ) -> RecipePlan:
     pools = plan_pools(cfg, shapes)
-    lora = run_cost(cfg, shapes, pools, assumptions, LoraProjection()) if cfg.meta.uses_teacher else None
-    return RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), lora)
+    plan = RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), None)
+    if cfg.meta.uses_teacher and not cfg.student.lora.enabled:
+        changes = lora_variant(cfg)
+        try:
+            variant = apply_changes(cfg, changes)
+            changes |= fitting_changes(variant, shapes) or {}
+            variant = apply_changes(cfg, changes)
+        except ConfigError as err:  # e.g. the RLVR batch does not split over the smaller cluster
+            plan.lora_error = f"{format_changes(cfg, changes)}: {str(err).splitlines()[-1].strip()}"
+            return plan
+        variant_pools = plan_pools(variant, shapes)
+        plan.lora_cost = run_cost(variant, shapes, variant_pools, assumptions)
+        plan.lora_changes = changes
+        plan.lora_fits = all(pool.fits for pool in variant_pools.values())
+    return plan
+
+
+def lora_variant(cfg: SoarConfig) -> dict[str, Any]:
+    """Overrides that turn a full fine-tuning SOAR recipe into LoRA students on as few GPUs as
+    hold one wave: LORA_VARIANT_STUDENTS_PER_WORKER jobs per worker, the teacher pool as it is,
+    the cluster cut to the nodes these need (the RLVR baselines then train on that cluster)."""
+    spw = LORA_VARIANT_STUDENTS_PER_WORKER
+    workers = math.ceil(jobs_per_step(cfg) / spw)
+    pools = cfg.pools
+    nodes = math.ceil((pools.teacher_gpus + workers) / pools.gpus_per_node)
+    changes: dict[str, Any] = {
+        "student.lora.rank": LORA_VARIANT_RANK,
+        "pools.students_per_worker": spw,
+        "pools.student_gpus": workers,
+        "pools.num_nodes": nodes,
+    }
+    if rlvr_gpus(cfg) > nodes * pools.gpus_per_node:
+        changes["pools.rlvr_gpus"] = nodes * pools.gpus_per_node
+    return changes
 
 
 def recipe_shapes(cfg: SoarConfig) -> dict[str, ModelShape]:
@@ -146,7 +189,10 @@ _SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's setti
 def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]]:
     """(switches not yet on, smaller micro batches) that lower the memory of a pool's GPUs."""
     flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
-    switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
+    lora_students = role == "student" and cfg.student.lora.enabled  # no DeepSpeed switches apply
+    switches = [] if lora_students else [
+        Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]
+    ]
     if role == "teacher":
         micro, rows, key = (
             cfg.teacher.train_micro_batch_size,
@@ -263,9 +309,10 @@ def render(plan: RecipePlan, source: str) -> str:
         lines.append(f"  per GPU: {totals} GiB; peak {pool.peak:.1f} of {pool.card_gib:g} GiB: {verdict}")
         if pool.vllm is not None:
             v = pool.vllm
+            adapters = f" + LoRA slots {_gib(v.lora_gib)}" if v.lora_gib else ""
             lines.append(
-                f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f} + runtime "
-                f"{v.share_gib - v.weights_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
+                f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f}{adapters} + runtime "
+                f"{v.share_gib - v.weights_gib - v.lora_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
                 f"{v.concurrent_sequences} sequences of {v.sequence_tokens} at once"
             )
         if pool.host_gib_per_gpu:
@@ -313,20 +360,34 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         if cfg.meta.uses_teacher and cfg.data.task == "math"
         else ""
     )
-    lines.append(f"  total {_hours(cost)}{paper}")
+    lines.append(f"  total {_hours(cost)}{paper}{_paper_share(cfg, cost)}")
     if plan.lora_cost is not None:
         lora = plan.lora_cost
+        fits = "fits" if plan.lora_fits else "DOES NOT FIT"
         lines += [
             (
-                "  projection with LoRA students (NOT IMPLEMENTED: the LoRA-students issue; assumptions in "
-                "cost.LoraProjection):"
+                "  with LoRA students instead (same assumptions plus cost.LoraProjection; the variant "
+                f"{format_changes(cfg, plan.lora_changes)}: {fits}):"
             ),
             (
                 f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
-                f"{lora.step.step_s:.0f} s; total {_hours(lora)}"
+                f"{lora.step.step_s:.0f} s; total {_hours(lora)}{_paper_share(cfg, lora)}"
             ),
         ]
+    elif plan.lora_error:
+        lines.append(f"  LoRA variant not projected, invalid: {plan.lora_error}")
+    elif cfg.student.lora.enabled and cost.step is not None:
+        lines.append(
+            f"  LoRA students: {cost.step.jobs_per_worker} job(s) per worker at once (cost.LoraProjection)"
+        )
     return lines
+
+
+def _paper_share(cfg: SoarConfig, cost: RunCost) -> str:
+    if not (cfg.meta.uses_teacher and cfg.data.task == "math"):
+        return ""
+    low, high = cost.gpu_hours[0] / PAPER_GPU_HOURS[0], cost.gpu_hours[1] / PAPER_GPU_HOURS[1]
+    return f", {low:.2f}-{high:.2f} of the paper's GPU-hours"
 
 
 def _hours(cost: RunCost) -> str:

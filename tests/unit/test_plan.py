@@ -191,5 +191,14 @@ def test_lora_projection_trains_without_weight_gradients_and_batches_a_workers_j
     _, one_node = _plan("math_grounded_1node.yaml")
     step, projected = one_node.cost.step, one_node.lora_cost.step
     assert (step.waves, step.jobs_per_worker) == (3, 1)
-    assert (projected.waves, projected.jobs_per_worker) == (1, 3)  # 17 jobs over 6 workers at once
-    assert one_node.lora_cost.gpu_hours[0] < one_node.cost.gpu_hours[0]
+    # The variant: 4 jobs per worker on ceil(17 / 4) = 5 workers, one wave, and its pools fit.
+    assert (projected.waves, projected.jobs_per_worker) == (1, 4)
+    assert one_node.lora_changes["pools.student_gpus"] == 5 and one_node.lora_fits
+
+
+def test_lora_recipe_fits_two_80gb_gpus_and_is_refused_on_24gb():
+    cfg, plan = _plan("math_grounded_lora_2gpu.yaml")
+    assert cfg.student.lora.enabled and plan.fits and plan.cost.step.jobs_per_worker == 9
+    assert plan.pools["student"].vllm.lora_gib > 0 and plan.lora_cost is None  # already LoRA
+    _, small = _plan("math_grounded_lora_2gpu.yaml", "pools.gpu_memory_gb=24")
+    assert not small.fits and any("exceeds pools.gpu_memory_gb = 24" in p for p in small.problems())
