@@ -28,10 +28,7 @@ LORA_NOTE = "LoRA students: student.lora.rank=8 pools.students_per_worker=S (one
 LORA_VARIANT_RANK = 8
 """Rank of the LoRA variant plan projects for a full fine-tuning recipe ("LoRA Without Regret"
 finds RL insensitive to the rank down to 1; 8 is the rank of the CPU benchmark)."""
-LORA_VARIANT_STUDENTS_PER_WORKER = 4
-"""Jobs per LoRA worker in that variant: an assumption sized so that a 3B worker's 4 slots of
-activations fit an 80 GB GPU next to its vLLM share (plan checks it); more slots need smaller
-micro batches or a bigger card."""
+
 
 
 class RecipeDoesNotFit(ConfigError):
@@ -44,10 +41,9 @@ class RecipePlan:
     shapes: dict[str, ModelShape]
     pools: dict[str, GpuMemory]
     cost: RunCost
-    lora_cost: RunCost | None  # a full fine-tuning SOAR recipe's LoRA variant (None: not projected)
+    lora_cost: RunCost | None  # a full fine-tuning SOAR recipe's cheapest LoRA variant that fits
     lora_changes: dict[str, Any] | None = None  # the overrides that make that variant
-    lora_fits: bool = True  # whether the variant's pools fit (after lora_changes)
-    lora_error: str | None = None  # why the variant is not projected (an invalid recipe)
+    lora_error: str | None = None  # why no variant is projected (each tried layout's reason)
 
     @property
     def fits(self) -> bool:
@@ -62,39 +58,51 @@ def plan_recipe(
 ) -> RecipePlan:
     pools = plan_pools(cfg, shapes)
     plan = RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), None)
-    if cfg.meta.uses_teacher and not cfg.student.lora.enabled:
-        changes = lora_variant(cfg)
+    if not cfg.meta.uses_teacher or cfg.student.lora.enabled:
+        return plan
+    reasons = []
+    for changes in lora_variants(cfg):
         try:
             variant = apply_changes(cfg, changes)
             changes |= fitting_changes(variant, shapes) or {}
             variant = apply_changes(cfg, changes)
         except ConfigError as err:  # e.g. the RLVR batch does not split over the smaller cluster
-            plan.lora_error = f"{format_changes(cfg, changes)}: {str(err).splitlines()[-1].strip()}"
-            return plan
+            reasons.append(f"{format_changes(cfg, changes)}: {str(err).splitlines()[-1].strip(' -')}")
+            continue
         variant_pools = plan_pools(variant, shapes)
-        plan.lora_cost = run_cost(variant, shapes, variant_pools, assumptions)
-        plan.lora_changes = changes
-        plan.lora_fits = all(pool.fits for pool in variant_pools.values())
+        if not all(pool.fits for pool in variant_pools.values()):
+            reasons.append(f"{format_changes(cfg, changes)}: does not fit")
+            continue
+        cost = run_cost(variant, shapes, variant_pools, assumptions)
+        if plan.lora_cost is None or cost.gpu_hours[0] < plan.lora_cost.gpu_hours[0]:
+            plan.lora_cost, plan.lora_changes = cost, changes
+    if plan.lora_cost is None:
+        plan.lora_error = "; ".join(reasons)
     return plan
 
 
-def lora_variant(cfg: SoarConfig) -> dict[str, Any]:
-    """Overrides that turn a full fine-tuning SOAR recipe into LoRA students on as few GPUs as
-    hold one wave: LORA_VARIANT_STUDENTS_PER_WORKER jobs per worker, the teacher pool as it is,
-    the cluster cut to the nodes these need (the RLVR baselines then train on that cluster)."""
-    spw = LORA_VARIANT_STUDENTS_PER_WORKER
-    workers = math.ceil(jobs_per_step(cfg) / spw)
-    pools = cfg.pools
-    nodes = math.ceil((pools.teacher_gpus + workers) / pools.gpus_per_node)
-    changes: dict[str, Any] = {
-        "student.lora.rank": LORA_VARIANT_RANK,
-        "pools.students_per_worker": spw,
-        "pools.student_gpus": workers,
-        "pools.num_nodes": nodes,
-    }
-    if rlvr_gpus(cfg) > nodes * pools.gpus_per_node:
-        changes["pools.rlvr_gpus"] = nodes * pools.gpus_per_node
-    return changes
+def lora_variants(cfg: SoarConfig) -> list[dict[str, Any]]:
+    """The LoRA layouts plan tries for a full fine-tuning SOAR recipe, as overrides: rank
+    LORA_VARIANT_RANK, S jobs per worker for every S that needs a different number of workers
+    (ceil(jobs / S)), the teacher pool as it is, the cluster cut to the nodes these need (the RLVR
+    baselines then train on at most that cluster)."""
+    pools, jobs, variants, seen = cfg.pools, jobs_per_step(cfg), [], set()
+    for spw in range(1, jobs + 1):
+        workers = math.ceil(jobs / spw)
+        if workers in seen:
+            continue
+        seen.add(workers)
+        nodes = math.ceil((pools.teacher_gpus + workers) / pools.gpus_per_node)
+        changes: dict[str, Any] = {
+            "student.lora.rank": LORA_VARIANT_RANK,
+            "pools.students_per_worker": spw,
+            "pools.student_gpus": workers,
+            "pools.num_nodes": nodes,
+        }
+        if rlvr_gpus(cfg) > nodes * pools.gpus_per_node:
+            changes["pools.rlvr_gpus"] = nodes * pools.gpus_per_node
+        variants.append(changes)
+    return variants
 
 
 def recipe_shapes(cfg: SoarConfig) -> dict[str, ModelShape]:
@@ -363,11 +371,10 @@ def _render_cost(plan: RecipePlan) -> list[str]:
     lines.append(f"  total {_hours(cost)}{paper}{_paper_share(cfg, cost)}")
     if plan.lora_cost is not None:
         lora = plan.lora_cost
-        fits = "fits" if plan.lora_fits else "DOES NOT FIT"
         lines += [
             (
-                "  with LoRA students instead (same assumptions plus cost.LoraProjection; the variant "
-                f"{format_changes(cfg, plan.lora_changes)}: {fits}):"
+                "  with LoRA students instead (same assumptions plus cost.LoraProjection; of the layouts "
+                f"tried, the fewest GPU-hours that fits: {format_changes(cfg, plan.lora_changes)}):"
             ),
             (
                 f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
@@ -375,7 +382,7 @@ def _render_cost(plan: RecipePlan) -> list[str]:
             ),
         ]
     elif plan.lora_error:
-        lines.append(f"  LoRA variant not projected, invalid: {plan.lora_error}")
+        lines.append(f"  no LoRA variant projected (none of the layouts tried is valid and fits): {plan.lora_error}")
     elif cfg.student.lora.enabled and cost.step is not None:
         lines.append(
             f"  LoRA students: {cost.step.jobs_per_worker} job(s) per worker at once (cost.LoraProjection)"

@@ -1,7 +1,11 @@
 """Projected time per outer step and GPU-hours of a recipe, from stated phase assumptions.
 
 A projection, not a measurement: every number below is either a datasheet figure or an assumption
-named in `PhaseAssumptions`; nothing here has been measured on a GPU yet. The model:
+named in `PhaseAssumptions` and `LoraProjection`; nothing here has been measured on a GPU yet.
+No measured phase share enters it either: the per-phase times in BENCHMARKS.md (reset, rollout,
+train, sync, eval of full fine-tuning and LoRA workers) are CPU measurements of a 1M-parameter
+model, compute-bound with per-op overheads, the opposite regime of memory-bound GPU decoding, so
+they do not transfer to a GPU; the phases here are derived from the recipe instead. The model:
 
 - generation (vLLM decode) is memory-bound: one decode step of a batch of b sequences with mean
   context c reads the weights and the batch's KV cache, so it takes
