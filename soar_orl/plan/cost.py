@@ -26,9 +26,9 @@ they do not transfer to a GPU; the phases here are derived from the recipe inste
   throughout), plus the RLVR trainings of evaluation.after_run (their evaluation is left out).
 - LoRA students (`student.lora.rank` > 0, or the LoRA variant `plan` projects for a full
   fine-tuning recipe): the same, changed where LoRA changes the work (`LoraProjection`): 4 P
-  instead of 6 P per token for forward + backward, a cheap reset and sync, no Adam offload, and
-  up to `pools.students_per_worker` jobs of a worker in one wave, their rollouts in one batch of
-  its engine (the KV cache still bounds that batch). Training is compute-bound, so it is
+  instead of 6 P per token for forward + backward, no recompute, a cheap reset and sync, no Adam
+  offload, and up to `pools.students_per_worker` jobs of a worker in one wave, their rollouts in
+  one batch of its engine (the KV cache still bounds that batch). Training is compute-bound, so it is
   projected per slot (each job's tokens, summed over the wave's jobs): the same whether the
   worker trains its slots in one mixed-adapter batch or one pass per slot.
 """
@@ -211,7 +211,8 @@ def student_wave_seconds(
             lora.sync_s,
             lora.forward_backward_flops,
         )
-        flags = flags | {"ds.adam_offload": False}  # adapter states are tiny
+        # Adapter states are tiny (no offload), and LoraPolicies recomputes no layers.
+        flags = flags | {"ds.adam_offload": False, "actor.gradient_checkpointing_enable": False}
     inner = decode_factor * decode_seconds(vllm, jobs * rollouts, out, a) + jobs * (
         train_seconds(student, rollouts * (PROMPT_TOKENS + out), 1, flags, a, fwd_bwd) + sync_s
     )
