@@ -197,10 +197,12 @@ _SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's setti
 def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]]:
     """(switches not yet on, smaller micro batches) that lower the memory of a pool's GPUs."""
     flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
-    lora_students = role == "student" and cfg.student.lora.enabled  # no DeepSpeed switches apply
-    switches = [] if lora_students else [
-        Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]
-    ]
+    if role == "student" and cfg.student.lora.enabled:  # no DeepSpeed switches apply; fewer slots do
+        spw = cfg.pools.students_per_worker
+        switches = [Option(f"{spw // 2} LoRA students per worker (more waves)",
+                           {"pools.students_per_worker": spw // 2})] if spw > 1 else []
+    else:
+        switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
     if role == "teacher":
         micro, rows, key = (
             cfg.teacher.train_micro_batch_size,
@@ -413,11 +415,11 @@ def _render_refusal(plan: RecipePlan) -> list[str]:
         lines.append(f"  options for the {pool.pool} (peak with each alone):")
         for label, override, peak, fits in single_option_peaks(cfg, plan.shapes, role):
             lines.append(f"    {label:<58} {peak:>6.1f} GiB {'fits' if fits else '    '}  {override}")
-        if role == "student":
+        if role == "student" and not cfg.student.lora.enabled:
             lines.append(
                 "    more GPUs: no help per GPU (each student is one DeepSpeed rank); they add workers"
             )
-        if role != "teacher":
+        if role == "student" and not cfg.student.lora.enabled:
             lines.append(f"    {LORA_NOTE}")
     changes = fitting_changes(cfg, plan.shapes)
     if changes:
