@@ -13,17 +13,22 @@ starts anything. Everything here is arithmetic on the recipe: no torch, Ray, vLL
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from soar_orl.config import ConfigError, SoarConfig, config_to_dict, validate_config
-from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, LoraProjection, PhaseAssumptions, RunCost, run_cost
+from soar_orl.plan.cost import ASSUMED, PAPER_GPU_HOURS, PhaseAssumptions, RunCost, jobs_per_step, run_cost
 from soar_orl.plan.memory import GpuMemory
 from soar_orl.plan.pools import plan_pools, rlvr_gpus, student_flags, teacher_flags
 from soar_orl.plan.shapes import ModelShape, UnknownModelShape, model_shape
 
 BIGGER_CARD_GIB = 141.0  # H200
-LORA_NOTE = "LoRA students (not implemented yet: the LoRA-students issue)"
+LORA_NOTE = "LoRA students: student.lora.rank=8 pools.students_per_worker=S (one base per worker)"
+LORA_VARIANT_RANK = 8
+"""Rank of the LoRA variant plan projects for a full fine-tuning recipe ("LoRA Without Regret"
+finds RL insensitive to the rank down to 1; 8 is the rank of the CPU benchmark)."""
+
 
 
 class RecipeDoesNotFit(ConfigError):
@@ -36,7 +41,9 @@ class RecipePlan:
     shapes: dict[str, ModelShape]
     pools: dict[str, GpuMemory]
     cost: RunCost
-    lora_cost: RunCost | None  # the SOAR variants with LoRA students: a projection (not implemented)
+    lora_cost: RunCost | None  # a full fine-tuning SOAR recipe's cheapest LoRA variant that fits
+    lora_changes: dict[str, Any] | None = None  # the overrides that make that variant
+    lora_error: str | None = None  # why no variant is projected (each tried layout's reason)
 
     @property
     def fits(self) -> bool:
@@ -50,8 +57,52 @@ def plan_recipe(
     cfg: SoarConfig, shapes: dict[str, ModelShape], assumptions: PhaseAssumptions = ASSUMED
 ) -> RecipePlan:
     pools = plan_pools(cfg, shapes)
-    lora = run_cost(cfg, shapes, pools, assumptions, LoraProjection()) if cfg.meta.uses_teacher else None
-    return RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), lora)
+    plan = RecipePlan(cfg, shapes, pools, run_cost(cfg, shapes, pools, assumptions), None)
+    if not cfg.meta.uses_teacher or cfg.student.lora.enabled:
+        return plan
+    reasons = []
+    for changes in lora_variants(cfg):
+        try:
+            variant = apply_changes(cfg, changes)
+            changes |= fitting_changes(variant, shapes) or {}
+            variant = apply_changes(cfg, changes)
+        except ConfigError as err:  # e.g. the RLVR batch does not split over the smaller cluster
+            reasons.append(f"{format_changes(cfg, changes)}: {str(err).splitlines()[-1].strip(' -')}")
+            continue
+        variant_pools = plan_pools(variant, shapes)
+        if not all(pool.fits for pool in variant_pools.values()):
+            reasons.append(f"{format_changes(cfg, changes)}: does not fit")
+            continue
+        cost = run_cost(variant, shapes, variant_pools, assumptions)
+        if plan.lora_cost is None or cost.gpu_hours[0] < plan.lora_cost.gpu_hours[0]:
+            plan.lora_cost, plan.lora_changes = cost, changes
+    if plan.lora_cost is None:
+        plan.lora_error = "; ".join(reasons)
+    return plan
+
+
+def lora_variants(cfg: SoarConfig) -> list[dict[str, Any]]:
+    """The LoRA layouts plan tries for a full fine-tuning SOAR recipe, as overrides: rank
+    LORA_VARIANT_RANK, S jobs per worker for every S that needs a different number of workers
+    (ceil(jobs / S)), the teacher pool as it is, the cluster cut to the nodes these need (the RLVR
+    baselines then train on at most that cluster)."""
+    pools, jobs, variants, seen = cfg.pools, jobs_per_step(cfg), [], set()
+    for spw in range(1, jobs + 1):
+        workers = math.ceil(jobs / spw)
+        if workers in seen:
+            continue
+        seen.add(workers)
+        nodes = math.ceil((pools.teacher_gpus + workers) / pools.gpus_per_node)
+        changes: dict[str, Any] = {
+            "student.lora.rank": LORA_VARIANT_RANK,
+            "pools.students_per_worker": spw,
+            "pools.student_gpus": workers,
+            "pools.num_nodes": nodes,
+        }
+        if rlvr_gpus(cfg) > nodes * pools.gpus_per_node:
+            changes["pools.rlvr_gpus"] = nodes * pools.gpus_per_node
+        variants.append(changes)
+    return variants
 
 
 def recipe_shapes(cfg: SoarConfig) -> dict[str, ModelShape]:
@@ -146,7 +197,12 @@ _SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's setti
 def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]]:
     """(switches not yet on, smaller micro batches) that lower the memory of a pool's GPUs."""
     flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
-    switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
+    if role == "student" and cfg.student.lora.enabled:  # no DeepSpeed switches apply; fewer slots do
+        spw = cfg.pools.students_per_worker
+        switches = [Option(f"{spw // 2} LoRA students per worker (more waves)",
+                           {"pools.students_per_worker": spw // 2})] if spw > 1 else []
+    else:
+        switches = [Option(label, {key: True}) for label, flag, key in _SWITCHES[role] if not flags[flag]]
     if role == "teacher":
         micro, rows, key = (
             cfg.teacher.train_micro_batch_size,
@@ -263,9 +319,10 @@ def render(plan: RecipePlan, source: str) -> str:
         lines.append(f"  per GPU: {totals} GiB; peak {pool.peak:.1f} of {pool.card_gib:g} GiB: {verdict}")
         if pool.vllm is not None:
             v = pool.vllm
+            adapters = f" + LoRA slots {_gib(v.lora_gib)}" if v.lora_gib else ""
             lines.append(
-                f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f} + runtime "
-                f"{v.share_gib - v.weights_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
+                f"  vLLM share {v.share_gib:.1f} GiB = weights {v.weights_gib:.1f}{adapters} + runtime "
+                f"{v.share_gib - v.weights_gib - v.lora_gib - v.kv_gib:.1f} + KV {v.kv_gib:.1f} GiB: {v.kv_tokens:,} tokens, "
                 f"{v.concurrent_sequences} sequences of {v.sequence_tokens} at once"
             )
         if pool.host_gib_per_gpu:
@@ -313,20 +370,33 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         if cfg.meta.uses_teacher and cfg.data.task == "math"
         else ""
     )
-    lines.append(f"  total {_hours(cost)}{paper}")
+    lines.append(f"  total {_hours(cost)}{paper}{_paper_share(cfg, cost)}")
     if plan.lora_cost is not None:
         lora = plan.lora_cost
         lines += [
             (
-                "  projection with LoRA students (NOT IMPLEMENTED: the LoRA-students issue; assumptions in "
-                "cost.LoraProjection):"
+                "  with LoRA students instead (same assumptions plus cost.LoraProjection; of the layouts "
+                f"tried, the fewest GPU-hours that fits: {format_changes(cfg, plan.lora_changes)}):"
             ),
             (
                 f"    {lora.step.jobs_per_worker} job(s) per worker at once, {lora.step.waves} wave(s), outer step "
-                f"{lora.step.step_s:.0f} s; total {_hours(lora)}"
+                f"{lora.step.step_s:.0f} s; total {_hours(lora)}{_paper_share(cfg, lora)}"
             ),
         ]
+    elif plan.lora_error:
+        lines.append(f"  no LoRA variant projected (none of the layouts tried is valid and fits): {plan.lora_error}")
+    elif cfg.student.lora.enabled and cost.step is not None:
+        lines.append(
+            f"  LoRA students: {cost.step.jobs_per_worker} job(s) per worker at once (cost.LoraProjection)"
+        )
     return lines
+
+
+def _paper_share(cfg: SoarConfig, cost: RunCost) -> str:
+    if not (cfg.meta.uses_teacher and cfg.data.task == "math"):
+        return ""
+    low, high = cost.gpu_hours[0] / PAPER_GPU_HOURS[0], cost.gpu_hours[1] / PAPER_GPU_HOURS[1]
+    return f", {low:.2f}-{high:.2f} of the paper's GPU-hours"
 
 
 def _hours(cost: RunCost) -> str:
@@ -345,11 +415,11 @@ def _render_refusal(plan: RecipePlan) -> list[str]:
         lines.append(f"  options for the {pool.pool} (peak with each alone):")
         for label, override, peak, fits in single_option_peaks(cfg, plan.shapes, role):
             lines.append(f"    {label:<58} {peak:>6.1f} GiB {'fits' if fits else '    '}  {override}")
-        if role == "student":
+        if role == "student" and not cfg.student.lora.enabled:
             lines.append(
                 "    more GPUs: no help per GPU (each student is one DeepSpeed rank); they add workers"
             )
-        if role != "teacher":
+        if role == "student" and not cfg.student.lora.enabled:
             lines.append(f"    {LORA_NOTE}")
     changes = fitting_changes(cfg, plan.shapes)
     if changes:

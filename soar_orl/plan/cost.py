@@ -1,7 +1,11 @@
 """Projected time per outer step and GPU-hours of a recipe, from stated phase assumptions.
 
 A projection, not a measurement: every number below is either a datasheet figure or an assumption
-named in `PhaseAssumptions`; nothing here has been measured on a GPU yet. The model:
+named in `PhaseAssumptions` and `LoraProjection`; nothing here has been measured on a GPU yet.
+No measured phase share enters it either: the per-phase times in BENCHMARKS.md (reset, rollout,
+train, sync, eval of full fine-tuning and LoRA workers) are CPU measurements of a 1M-parameter
+model, compute-bound with per-op overheads, the opposite regime of memory-bound GPU decoding, so
+they do not transfer to a GPU; the phases here are derived from the recipe instead. The model:
 
 - generation (vLLM decode) is memory-bound: one decode step of a batch of b sequences with mean
   context c reads the weights and the batch's KV cache, so it takes
@@ -20,10 +24,13 @@ named in `PhaseAssumptions`; nothing here has been measured on a GPU yet. The mo
   the students: step = max(sampling, students) + update; otherwise their sum.
 - GPU-hours count the whole cluster for the run's wall time (the pools hold their GPUs
   throughout), plus the RLVR trainings of evaluation.after_run (their evaluation is left out).
-- `LoraProjection`: the same with students as LoRA adapters (not implemented yet), changed only
-  where LoRA changes the work: 4 P instead of 6 P per token for forward + backward, a cheap reset
-  and sync, no Adam offload, and a worker's share of the step's jobs in one wave, their rollouts
-  in one batch of its engine (at the same vLLM share, so the KV cache still bounds that batch).
+- LoRA students (`student.lora.rank` > 0, or the LoRA variant `plan` projects for a full
+  fine-tuning recipe): the same, changed where LoRA changes the work (`LoraProjection`): 4 P
+  instead of 6 P per token for forward + backward, no recompute, a cheap reset and sync, no Adam
+  offload, and up to `pools.students_per_worker` jobs of a worker in one wave, their rollouts in
+  one batch of its engine (the KV cache still bounds that batch). Training is compute-bound, so it is
+  projected per slot (each job's tokens, summed over the wave's jobs): the same whether the
+  worker trains its slots in one mixed-adapter batch or one pass per slot.
 """
 
 from __future__ import annotations
@@ -99,10 +106,11 @@ def decode_seconds(
 
 @dataclass(frozen=True)
 class LoraProjection:
-    """Students as LoRA adapters on one shared base per worker, as the LoRA-students issue plans
-    them. NOT IMPLEMENTED: a projection with the same throughput assumptions as full fine-tuning,
-    changed only where LoRA changes the work. The recipe's vLLM share is kept (the memory LoRA
-    frees is not given to the KV cache), and the RLVR baselines stay full fine-tuning."""
+    """Students as LoRA adapters on one shared base per worker (student/lora_worker.py): one
+    engine and one base per worker, its jobs' adapters in lockstep. Same throughput assumptions as
+    full fine-tuning, changed only where LoRA changes the work; the RLVR baselines stay full
+    fine-tuning. Every number is an assumption: none is measured on a GPU (the CPU benchmark in
+    BENCHMARKS.md is the opposite regime, compute-bound tiny matmuls, and does not transfer)."""
 
     forward_backward_flops: int = 4
     """Per parameter and token: the forward (2) and the activation gradients (2); the frozen base
@@ -114,7 +122,7 @@ class LoraProjection:
     reset_s: float = 1.0
     """A job's reset: a fresh adapter and its optimizer, no new DeepSpeed engine. Assumption."""
     sync_s: float = 0.2
-    """Moving one adapter to vLLM per inner step. Assumption."""
+    """Publishing one adapter to vLLM per inner step (a safetensors file and add_lora). Assumption."""
 
 
 def train_seconds(
@@ -170,6 +178,14 @@ def waves(cfg: SoarConfig, jobs_per_worker: int = 1) -> int:
     return math.ceil(jobs_per_step(cfg) / (cfg.pools.student_workers * jobs_per_worker))
 
 
+def jobs_per_worker(cfg: SoarConfig, lora: LoraProjection | None) -> int:
+    """Jobs a worker runs at once: 1 with full fine-tuning; with LoRA up to
+    pools.students_per_worker, as many as the step's jobs spread over the workers need."""
+    if lora is None:
+        return 1
+    return min(cfg.pools.students_per_worker, math.ceil(jobs_per_step(cfg) / cfg.pools.student_workers))
+
+
 def student_wave_seconds(
     cfg: SoarConfig,
     student: ModelShape,
@@ -195,7 +211,8 @@ def student_wave_seconds(
             lora.sync_s,
             lora.forward_backward_flops,
         )
-        flags = flags | {"ds.adam_offload": False}  # adapter states are tiny
+        # Adapter states are tiny (no offload), and LoraPolicies recomputes no layers.
+        flags = flags | {"ds.adam_offload": False, "actor.gradient_checkpointing_enable": False}
     inner = decode_factor * decode_seconds(vllm, jobs * rollouts, out, a) + jobs * (
         train_seconds(student, rollouts * (PROMPT_TOKENS + out), 1, flags, a, fwd_bwd) + sync_s
     )
@@ -219,8 +236,7 @@ def step_time(
     teacher_out = round(t.max_new_tokens * a.teacher_output_fraction)
     engines = cfg.pools.teacher_vllm_engines
     sampling = decode_seconds(teacher_vllm, math.ceil(samples / engines), teacher_out, a)
-    # LoRA: one wave, every worker's jobs in lockstep on its shared engine.
-    jobs = 1 if lora is None else math.ceil(jobs_per_step(cfg) / cfg.pools.student_workers)
+    jobs = jobs_per_worker(cfg, lora)
     wave = student_wave_seconds(cfg, student, student_vllm, inner_steps, jobs, a, lora)
     update = 0.0
     if meta.trains_teacher:
@@ -282,7 +298,9 @@ def run_cost(
     lora: LoraProjection | None = None,
 ) -> RunCost:
     """`memory`: pools.plan_pools of the same recipe (its vLLM shares set the decode batches);
-    `lora`: project the student pool as LoRA adapters instead."""
+    `lora`: the LoRA assumptions (default for a recipe with LoRA students: LoraProjection())."""
+    if lora is None and cfg.student.lora.enabled:
+        lora = LoraProjection()
     # Every evaluation.after_run method trains a fresh RLVR student (soar_orl/methods.py).
     trainings = 1 if not cfg.meta.uses_teacher else len(cfg.evaluation.after_run)
     rlvr_hours = 0.0

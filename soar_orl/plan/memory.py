@@ -190,6 +190,9 @@ class VllmShare:
     tensor_parallel: int
     max_model_len: int
     sequence_tokens: int  # prompt + generated tokens of the sequences it serves
+    lora_gib: float = 0.0
+    """LoRA engines (`enable_lora`): the adapter slots vLLM allocates at load, max_loras adapters
+    at max_lora_rank in the model dtype, taken from the share before the KV cache."""
 
     @property
     def weights_gib(self) -> float:
@@ -197,7 +200,7 @@ class VllmShare:
 
     @property
     def kv_gib(self) -> float:
-        return self.share_gib - self.weights_gib - VLLM_RUNTIME_GIB
+        return self.share_gib - self.weights_gib - self.lora_gib - VLLM_RUNTIME_GIB
 
     @property
     def kv_tokens(self) -> int:

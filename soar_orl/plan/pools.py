@@ -7,6 +7,12 @@
 - student pool (SOAR variants): `pools.student_workers` workers; each is one DeepSpeed rank
   (world size 1, so ZeRO partitions nothing: all of Adam on one GPU), the KL reference (the
   baseline student) and one vLLM engine, all on the worker's first GPU.
+- student pool with LoRA students (`student.lora.rank` > 0, student/lora_policy.py): each worker
+  holds the base once in the model dtype (no DeepSpeed, no KL reference copy: the anchor is the
+  base with no adapter), `pools.students_per_worker` adapters with their fp32 AdamW states (peft
+  keeps adapters in fp32), and one vLLM engine with that many adapter slots. Its training pass
+  takes micro batch rows of every slot at once, without gradient checkpointing (LoraPolicies
+  enables none), and its engine never sleeps (LoraStudentWorker starts it without sleep mode).
 - RLVR (meta.mode hard_only / oracle, and every `evaluation.after_run` baseline): OpenRLHF's own
   Ray trainer, colocated, over `pools.rlvr_gpus` GPUs (null: `pools.student_gpus`), after the SOAR
   pools are gone.
@@ -17,19 +23,24 @@ its passthrough (`teacher.openrlhf_args`, `student.openrlhf_args`), as the train
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from soar_orl.config import SoarConfig
 from soar_orl.plan.memory import (
     GIB,
+    PROCESS_OVERHEAD_GIB,
     GpuMemory,
+    Item,
     TrainerSetup,
     VllmShare,
+    activation_bytes,
     host_offload_bytes,
     reference_items,
     trainer_items,
 )
 from soar_orl.plan.shapes import ModelShape
+from soar_orl.student.lora_engine import vllm_max_lora_rank
 
 PROMPT_TOKENS = 256
 """Prompt tokens assumed per sequence (chat template + a MATH problem or the teacher's
@@ -149,7 +160,49 @@ def teacher_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     )
 
 
+ADAPTER_STATE_BYTES = 16
+"""Per adapter parameter on the trainer: fp32 weight, fp32 gradient, AdamW's fp32 m and v."""
+
+
+def lora_student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
+    pools, lora, w = cfg.pools, cfg.student.lora, DTYPE_BYTES[cfg.model.dtype]
+    slots, seq_len = pools.students_per_worker, sequence_tokens(cfg, cfg.student.max_new_tokens)
+    micro = int(student_flags(cfg)["train.micro_batch_size"])
+    adapter = shape.lora_params(lora.rank, lora.target_modules)
+    served = shape.lora_params(vllm_max_lora_rank(lora.rank), lora.target_modules)
+    vllm = replace(_vllm(cfg, shape, 1, seq_len), lora_gib=slots * served * w / GIB)
+    rows = slots * micro
+    activations = activation_bytes(TrainerSetup(shape, w, 0, 1, rows, seq_len)) / GIB
+    items = [
+        Item("student trainer", "base weights (frozen, also the KL anchor)", w * shape.params / GIB),
+        Item("student trainer", f"{slots} adapters of rank {lora.rank}: fp32 weights, gradients, AdamW",
+             slots * adapter * ADAPTER_STATE_BYTES / GIB),
+        Item("student trainer", f"activations ({slots} slots x micro batch {micro} x {seq_len} tokens, "
+             "no checkpointing)", activations, ("train",)),
+        Item("student trainer", "CUDA context, buffers", PROCESS_OVERHEAD_GIB),
+        *vllm.items("vLLM engine", sleeps_while_training=False),
+    ]
+    memory = GpuMemory(
+        "student pool",
+        f"{pools.student_workers} workers, each on one GPU: one base + {slots} LoRA adapters "
+        "(trainer) + one vLLM engine serving them",
+        pools.student_workers,
+        pools.gpu_memory_gb,
+        items,
+        vllm,
+    )
+    ignored = [name for name, on in (("student.gradient_checkpointing", cfg.student.gradient_checkpointing),
+                                     ("student.adam_offload", cfg.student.adam_offload),
+                                     ("student.vllm_sleep", cfg.student.vllm_sleep)) if on]
+    if ignored:
+        memory.notes.append(f"{', '.join(ignored)}: not used by LoRA students (no DeepSpeed engine, no "
+                            "sleep mode); they apply to the RLVR baselines only")
+    return memory
+
+
 def student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
+    if cfg.student.lora.enabled:
+        return lora_student_pool(cfg, shape)
     pools, flags = cfg.pools, student_flags(cfg)
     seq_len = sequence_tokens(cfg, cfg.student.max_new_tokens)
     trainer = _trainer(flags, shape, cfg, 1, seq_len)

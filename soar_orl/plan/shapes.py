@@ -46,6 +46,19 @@ class ModelShape:
         embeddings = self.vocab * h * (1 if self.tied_embeddings else 2)
         return embeddings + self.layers * layer + h  # + the final norm
 
+    def linear_dims(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each projection of a decoder layer, by Hugging Face module name."""
+        h, q_width, kv, i = self.hidden, self.heads * self.dim, self.kv_width, self.intermediate
+        return {
+            "q_proj": (h, q_width), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q_width, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+        }
+
+    def lora_params(self, rank: int, target_modules: list[str]) -> int:
+        """Parameters of one LoRA adapter: A (rank x in) and B (out x rank) per adapted projection."""
+        dims = self.linear_dims()
+        return self.layers * sum(rank * sum(dims[name]) for name in target_modules if name in dims)
+
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         """vLLM's KV cache per token: K and V of every layer."""
         return 2 * self.layers * self.kv_width * dtype_bytes

@@ -14,8 +14,9 @@ import pytest
 
 from soar_orl import cli
 from soar_orl.config import load_config
-from soar_orl.plan import check_fits, plan_recipe, recipe_shapes, smallest_fix
+from soar_orl.plan import apply_changes, check_fits, plan_recipe, recipe_shapes, smallest_fix
 from soar_orl.plan.cost import train_seconds, waves
+from soar_orl.plan.pools import plan_pools
 from soar_orl.plan.memory import (
     GIB,
     TrainerSetup,
@@ -191,5 +192,24 @@ def test_lora_projection_trains_without_weight_gradients_and_batches_a_workers_j
     _, one_node = _plan("math_grounded_1node.yaml")
     step, projected = one_node.cost.step, one_node.lora_cost.step
     assert (step.waves, step.jobs_per_worker) == (3, 1)
-    assert (projected.waves, projected.jobs_per_worker) == (1, 3)  # 17 jobs over 6 workers at once
-    assert one_node.lora_cost.gpu_hours[0] < one_node.cost.gpu_hours[0]
+    # Of the layouts tried, 3 jobs per worker on ceil(17 / 3) = 6 workers (the node's student
+    # GPUs) gives the fewest GPU-hours; training is projected per slot, so a wave trains 3 jobs.
+    assert (projected.waves, projected.jobs_per_worker) == (1, 3)
+    assert one_node.lora_changes["pools.student_gpus"] == 6
+    variant = apply_changes(one_node.cfg, one_node.lora_changes)
+    assert all(pool.fits for pool in plan_pools(variant, one_node.shapes).values())
+
+
+def test_plan_prints_full_and_lora_gpu_hours_against_the_paper(capsys):
+    assert cli.main(["plan", str(ROOT / "recipes/math_grounded.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "of the paper's GPU-hours" in out and "with LoRA students instead" in out
+    assert "NOT IMPLEMENTED" not in out
+
+
+def test_lora_recipe_fits_two_80gb_gpus_and_is_refused_on_24gb():
+    cfg, plan = _plan("math_grounded_lora_2gpu.yaml")
+    assert cfg.student.lora.enabled and plan.fits and plan.cost.step.jobs_per_worker == 9
+    assert plan.pools["student"].vllm.lora_gib > 0 and plan.lora_cost is None  # already LoRA
+    _, small = _plan("math_grounded_lora_2gpu.yaml", "pools.gpu_memory_gb=24")
+    assert not small.fits and any("exceeds pools.gpu_memory_gb = 24" in p for p in small.problems())
