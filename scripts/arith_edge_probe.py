@@ -1,0 +1,97 @@
+"""Issue 18, rung 2 (exploratory): a hard split just past the edge, and probe datasets for it.
+
+    bash run.sh python scripts/arith_edge_probe.py OUT_DIR
+
+The built-in hard split (eval/arith_hard.py HARD_BANDS) is mostly 2+3 and 3+3-digit sums the base
+model almost never solves. This one keeps a single band the base model solves about 6% of the
+time per sample, 3+2 digits, drawn 2048 times and filtered to the sums it solved 0/64: past the
+edge of its competence, but beside problems it sometimes solves. It writes to OUT_DIR:
+- `split_hard_train.jsonl`, `split_hard_test.jsonl`, `hard_split.json`: the split (pass them to a
+  recipe as `data.hard_train` / `data.hard_test`);
+- `measured.json`: MEASURE_PROBLEMS fresh 3+2 sums outside the split, each sampled MEASURE_SAMPLES
+  times at temperature 1, with its carry pattern (which column carries, units first);
+- probe datasets of meta.n = 16 true-labelled sums from `measured.json` (plus wrong-labelled twins):
+  `stepping_stones` (success 10-60%, chosen as `soar probe-datasets` chooses them),
+  `stones_carry` (success 10-60% and at least one carry, none into a fourth digit),
+  `band_16` (sums drawn at random, whatever their success) and `band_16_wrong` (its labels with
+  one digit changed), `stones_64` (64 sums at 10-60% success) and `band_64` (64 at random).
+vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
+numbers come from the files committed in docs/probe/edge/.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+from pathlib import Path
+
+from soar_orl.eval.arith_hard import SPLIT_FILES, SUMMARY_FILE, HardSplitSettings, hard_split_dir, success_counts
+from soar_orl.eval.sampling import start_engine, stop_engine
+from soar_orl.formats import QAPair
+from soar_orl.meta.arith_probe import select_stones, wrong_label, write_jsonl
+from soar_orl.tasks.arith import ArithTask, Band, band_problems
+from soar_orl.tasks.arith_model import base_model_dir
+from soar_orl.tasks.problems import load_problems
+
+EDGE_BAND = Band((3, 2))
+SPLIT = HardSplitSettings(bands=(EDGE_BAND,), pool_per_band=2048)
+MEASURE_PROBLEMS, MEASURE_SAMPLES, MEASURE_SEED = 512, 64, 11
+STONE_SUCCESS = (0.10, 0.60)
+N = 16
+
+
+def carry_pattern(question: str) -> tuple[int, ...]:
+    """Carry out of each column of a two-operand sum, units first: 287+65 -> (1, 1, 0)."""
+    a, b = map(int, question.split("+"))
+    pattern, carry = [], 0
+    for _ in range(max(len(str(a)), len(str(b)))):
+        carry = (a % 10 + b % 10 + carry) // 10
+        pattern.append(carry)
+        a, b = a // 10, b // 10
+    return tuple(pattern)
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    split = hard_split_dir(settings=SPLIT)
+    for name, file in SPLIT_FILES.items():
+        shutil.copy(split / file, out / f"split_{name}.jsonl")
+    shutil.copy(split / SUMMARY_FILE, out / SUMMARY_FILE)
+    hard = {p.problem for name in SPLIT_FILES.values() for p in load_problems(str(split / name))}
+    task = ArithTask()
+    candidates = [p for p in band_problems(EDGE_BAND, MEASURE_PROBLEMS, MEASURE_SEED) if p.problem not in hard]
+    llm = start_engine(base_model_dir(), seed=0)
+    try:
+        correct = success_counts(llm, task, candidates, MEASURE_SAMPLES, 1.0, 16)
+    finally:
+        stop_engine(llm)
+    measured = [{"question": p.problem, "answer": p.answer, "success": correct[p.id] / MEASURE_SAMPLES,
+                 "carries": carry_pattern(p.problem)} for p in candidates]
+    (out / "measured.json").write_text(json.dumps(measured, indent=1) + "\n")
+
+    low, high = STONE_SUCCESS
+    in_range = [m for m in measured if low <= m["success"] <= high]
+    with_carry = [m for m in in_range if any(m["carries"]) and not m["carries"][-1]]
+    rng = random.Random("arith-edge-probe")
+    band_16 = rng.sample(measured, N)
+    pick = {
+        "stepping_stones": [{"question": p.problem, "answer": p.answer}
+                            for p in select_stones(candidates, correct, MEASURE_SAMPLES, N, hard, low, high)],
+        "stones_carry": rng.sample(with_carry, N),
+        "band_16": band_16,
+        "band_16_wrong": [{"question": m["question"], "answer": wrong_label(m["answer"], rng)} for m in band_16],
+        "stones_64": rng.sample(in_range, 4 * N),
+        "band_64": rng.sample(measured, 4 * N),
+    }
+    for name, rows in pick.items():
+        right = write_jsonl(out / f"{name}.jsonl", [QAPair(r["question"], r["answer"]) for r in rows], task)
+        print(f"{out / name}.jsonl: {len(rows)} rows, {right:.0%} right labels")
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    print(f"split: {summary['train']} train / {summary['test']} test; "
+          f"band success {sum(m['success'] for m in measured) / len(measured):.1%}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
