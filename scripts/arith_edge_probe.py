@@ -6,8 +6,8 @@ The built-in hard split (eval/arith_hard.py HARD_BANDS) is mostly 2+3 and 3+3-di
 model almost never solves. This one keeps a single band the base model solves about 6% of the
 time per sample, 3+2 digits, drawn 2048 times and filtered to the sums it solved 0/64: past the
 edge of its competence, but beside problems it sometimes solves. It writes to OUT_DIR:
-- `split_hard_train.jsonl`, `split_hard_test.jsonl`, `hard_split.json`: the split (pass them to a
-  recipe as `data.hard_train` / `data.hard_test`);
+- `split_hard_train.jsonl`, `split_hard_test.jsonl`, `hard_split.json`: a copy of the split
+  (eval/arith_hard.py EDGE_SPLIT; a recipe names it `builtin:arith/edge_train` / `edge_test`);
 - `measured.json`: MEASURE_PROBLEMS fresh 3+2 sums outside the split, each sampled MEASURE_SAMPLES
   times at temperature 1, with its carry pattern (which column carries, units first);
 - probe datasets of meta.n = 16 true-labelled sums from `measured.json` (plus wrong-labelled twins):
@@ -27,16 +27,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from soar_orl.eval.arith_hard import SPLIT_FILES, SUMMARY_FILE, HardSplitSettings, hard_split_dir, success_counts
+from soar_orl.eval.arith_hard import EDGE_SPLIT, SPLIT_FILES, SUMMARY_FILE, hard_split_dir, success_counts
 from soar_orl.eval.sampling import start_engine, stop_engine
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import select_stones, wrong_label, write_jsonl
-from soar_orl.tasks.arith import ArithTask, Band, band_problems
+from soar_orl.tasks.arith import ArithTask, band_problems
 from soar_orl.tasks.arith_model import base_model_dir
 from soar_orl.tasks.problems import load_problems
 
-EDGE_BAND = Band((3, 2))
-SPLIT = HardSplitSettings(bands=(EDGE_BAND,), pool_per_band=2048)
+(EDGE_BAND,) = EDGE_SPLIT.bands
 MEASURE_PROBLEMS, MEASURE_SAMPLES, MEASURE_SEED = 512, 64, 11
 STONE_SUCCESS = (0.10, 0.60)
 N = 16
@@ -55,7 +54,7 @@ def carry_pattern(question: str) -> tuple[int, ...]:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    split = hard_split_dir(settings=SPLIT)
+    split = hard_split_dir(settings=EDGE_SPLIT)
     for name, file in SPLIT_FILES.items():
         shutil.copy(split / file, out / f"split_{name}.jsonl")
     shutil.copy(split / SUMMARY_FILE, out / SUMMARY_FILE)

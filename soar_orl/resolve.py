@@ -3,7 +3,8 @@
 Models: `builtin:arith` is the arithmetic world's base model (pretrained on first use, then
 loaded from the cache); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
 Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the arithmetic world's
-fail@k split, `builtin:arith/full_train` everything but its hard test split. Any other value is a
+fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
+`edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py). Any other value is a
 local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 """
 
@@ -33,16 +34,10 @@ def resolve_model(name: str) -> str:
 def resolve_problems(source: str) -> list[Problem]:
     if not source.startswith(BUILTIN):
         return load_problems(source)
+    from soar_orl.eval.arith_hard import BUILTIN_SETS, builtin_problem_set
+
     world, _, split = source.removeprefix(BUILTIN).partition("/")
-    if world == "arith" and split in ("hard_train", "hard_test"):
-        from soar_orl.eval.arith_hard import SPLIT_FILES, hard_split_dir
-
-        return load_problems(str(hard_split_dir() / SPLIT_FILES[split]))
-    if world == "arith" and split == "full_train":
-        from soar_orl.eval.arith_hard import full_train_problems
-
-        return full_train_problems()
-    raise ValueError(
-        f"unknown built-in problem set {source!r} "
-        "(known: builtin:arith/hard_train, builtin:arith/hard_test, builtin:arith/full_train)"
-    )
+    if world == "arith" and split in BUILTIN_SETS:
+        return builtin_problem_set(split)
+    known = ", ".join(f"builtin:arith/{name}" for name in BUILTIN_SETS)
+    raise ValueError(f"unknown built-in problem set {source!r} (known: {known})")

@@ -64,6 +64,23 @@ class HardSplitSettings:
     """Seeds the pool, the samples and the 50/50 split."""
 
 
+EDGE_SPLIT = HardSplitSettings(bands=(Band((3, 2)),), pool_per_band=2048)
+"""A hard split just past the edge of competence: 3+2-digit sums (a band the base model solves
+about 6% of the time per sample) that it solved 0/64, beside sums of the same band it sometimes
+solves. On it, true-labelled carrying sums of the band raise the student's success on the hard
+problems and wrong labels do not (RESULTS.md, issue 18 rung 2); on the default split, mostly
+2+3 and 3+3 sums far beyond the base model, no dataset does."""
+# `builtin:arith/NAME` problem sets: NAME -> (split settings, which part).
+BUILTIN_SETS = {
+    "hard_train": (HardSplitSettings(), "hard_train"),
+    "hard_test": (HardSplitSettings(), "hard_test"),
+    "full_train": (HardSplitSettings(), "full_train"),
+    "edge_train": (EDGE_SPLIT, "hard_train"),
+    "edge_test": (EDGE_SPLIT, "hard_test"),
+    "edge_full_train": (EDGE_SPLIT, "full_train"),
+}
+
+
 # ---------------------------------------------------------------------------- measures
 
 
@@ -129,6 +146,14 @@ def full_train_problems(settings: HardSplitSettings | None = None) -> list[Probl
     settings = settings or HardSplitSettings()
     test_ids = {p.id for p in load_problems(str(hard_split_dir(settings=settings) / SPLIT_FILES["hard_test"]))}
     return [p for p in hard_pool(settings) if p.id not in test_ids]
+
+
+def builtin_problem_set(name: str) -> list[Problem]:
+    """The problems of `builtin:arith/NAME` (BUILTIN_SETS), building the split on first use."""
+    settings, part = BUILTIN_SETS[name]
+    if part == "full_train":
+        return full_train_problems(settings)
+    return load_problems(str(hard_split_dir(settings=settings) / SPLIT_FILES[part]))
 
 
 def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSettings) -> None:
