@@ -174,8 +174,8 @@ class LoraPolicies:
         batch = batch.to(self.device)
         micro = self.args.train.micro_batch_size
         blocks = [range(block * rows, (block + 1) * rows) for block in range(len(slots))]
-        # Log-probs without gradients take len(slots) micro batches a pass, the memory a training
-        # pass of the mixed-adapter batches used to take.
+        # Passes without gradients keep no activations for a backward, so they take len(slots)
+        # micro batches of rows at a time (fewer, wider calls).
         wide = micro * len(slots)
 
         def log_probs_of(picks: Sequence[range]) -> torch.Tensor:
