@@ -12,8 +12,7 @@ with the flags' betas, eps, weight decay, warm-up and min-LR ratio. The optimize
 ZeRO-2 DeepSpeed engine: a single-rank worker's ZeRO partitions nothing, and S engines over one
 shared module would each own (and offload, cast, reset) the whole model. The KL anchor is the
 base itself, computed with no adapter (no second copy of the weights). All slots of a lockstep
-step train in the same forward and backward passes (`train_step`), each row through its own
-adapter, which on a small model costs about what one slot alone does.
+step train in one `train_step`, each slot's rows in passes through its adapter alone.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ class LoraPolicies:
         model = get_peft_model(base, self.peft_config, adapter_name=self.slot_name(0))
         for slot in range(1, slots):
             model.add_adapter(self.slot_name(slot), self.peft_config)
-        # Every slot trains at once through peft's mixed-adapter batches, which peft allows only
-        # outside training mode (no dropout here, so eval mode changes nothing else).
+        # Eval mode: the students' update uses no dropout.
         self.model = model.to(self.device).eval()
         for name, param in self.model.named_parameters():
             param.requires_grad_("lora_" in name)
@@ -161,68 +159,73 @@ class LoraPolicies:
     # ------------------------------------------------------------------ training
 
     def train_step(self, slots: Sequence[int], batch: RolloutBatch) -> list[StepStats]:
-        """One RLOO update of each slot's adapter, all in the same forward passes.
+        """One RLOO update of each slot's adapter.
 
         `batch` holds len(slots) equal blocks of rows (prompt-major inside each block); block j
-        is slot j's rollouts. Each row goes through its own adapter (peft's mixed-adapter batch),
-        and each slot's loss is OpenRLHF's PolicyLoss on its own rows only, so its gradient is
-        exactly the one a separate update would give; then each slot steps its own optimizer.
+        is slot j's rollouts. Each block goes through its own adapter alone (peft's active adapter),
+        in passes of its own rows: peft's mixed-adapter batches would gather and scatter every
+        adapter's rows out of the whole batch, forward and backward, a cost growing as slots x
+        rows that dominated the step. Each slot's loss is OpenRLHF's PolicyLoss on its own rows,
+        so its gradient is exactly the one a separate update gives; then it steps its own optimizer.
         """
         rows = len(batch.rewards_B) // len(slots)
         if rows * len(slots) != len(batch.rewards_B) or len(set(slots)) != len(slots):
             raise ValueError(f"{len(batch.rewards_B)} rows do not split into blocks for distinct slots {list(slots)}")
-        adapter_R = [self.slot_name(slot) for slot in slots for _ in range(rows)]
         batch = batch.to(self.device)
-        # A pass takes `micro` rows of every block, so S slots cost S micro batches of memory.
         micro = self.args.train.micro_batch_size
-        starts = range(0, rows, micro)
-        passes = [[block * rows + i for block in range(len(slots)) for i in range(start, min(start + micro, rows))]
-                  for start in starts]
+        blocks = [range(block * rows, (block + 1) * rows) for block in range(len(slots))]
+        # Passes without gradients keep no activations for a backward, so they take len(slots)
+        # micro batches of rows at a time (fewer, wider calls).
+        wide = micro * len(slots)
 
-        def log_probs_of(adapters: Sequence[str]) -> torch.Tensor:
+        def log_probs_of(picks: Sequence[range]) -> torch.Tensor:
             with torch.no_grad():
-                values = torch.cat([self._log_probs(batch, picked, [adapters[i] for i in picked]) for picked in passes])
-            in_batch_order = torch.empty_like(values)
-            in_batch_order[[i for picked in passes for i in picked]] = values
-            return in_batch_order
+                return torch.cat([self._log_probs(batch, picked) for picked in picks])
 
-        # The KL anchor is the base: peft's `__base__` rows skip every adapter.
-        experience, kl = self.objective.experience(
-            batch, log_probs_of(adapter_R), lambda: log_probs_of(["__base__"] * len(adapter_R))
-        )
+        def adapted() -> torch.Tensor:
+            values = []
+            for slot, block in zip(slots, blocks):
+                self.model.set_adapter(self.slot_name(slot))
+                values.append(log_probs_of(_chunks(block, wide)))
+            return torch.cat(values)
+
+        def base() -> torch.Tensor:
+            with self.model.disable_adapter():  # the KL anchor is the base: no adapter at all
+                return log_probs_of(_chunks(range(len(batch.rewards_B)), wide))
+
+        experience, kl = self.objective.experience(batch, adapted(), base)
         # RLOO groups are group_size consecutive rows, so they never straddle two blocks.
-        losses: list[list[float]] = [[] for _ in slots]
-        for picked in passes:
-            log_probs = self._log_probs(batch, picked, [adapter_R[i] for i in picked])
-            width = len(picked) // len(slots)
-            total = 0.0
-            for block in range(len(slots)):
-                mine = picked[block * width : (block + 1) * width]
-                loss = self.objective.loss(log_probs[block * width : (block + 1) * width], experience, mine)
-                total = total + loss
-                losses[block].append(loss.item())
-            # As DeepSpeed's gradient accumulation does: each micro loss scaled by 1 / micro batches.
-            (total / len(passes)).backward()
         stats = []
-        for block, slot in enumerate(slots):
+        for slot, block in zip(slots, blocks):
+            self.model.set_adapter(self.slot_name(slot))
+            passes = _chunks(block, micro)
+            losses = []
+            for picked in passes:
+                loss = self.objective.loss(self._log_probs(batch, picked), experience, list(picked))
+                losses.append(loss.item())
+                # As DeepSpeed's gradient accumulation does: each micro loss scaled by 1 / micro batches.
+                (loss / len(passes)).backward()
             optimizer, scheduler = self._optimizers[slot]
             torch.nn.utils.clip_grad_norm_(self.parameters(slot), self.args.actor.max_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            stats.append(self.objective.stats(losses[block], batch, kl, slice(block * rows, (block + 1) * rows)))
+            stats.append(self.objective.stats(losses, batch, kl, slice(block.start, block.stop)))
         return stats
 
-    def _log_probs(self, batch: RolloutBatch, picked: Sequence[int], adapters: Sequence[str]) -> torch.Tensor:
-        return self.actor(
-            batch.sequences_BT[picked], batch.action_mask_BA[picked], batch.attention_mask_BT[picked],
-            adapter_names=list(adapters),
-        )
+    def _log_probs(self, batch: RolloutBatch, picked: range) -> torch.Tensor:
+        """Log-probs of rows `picked` through the active adapter (or none, inside disable_adapter)."""
+        return self.actor(batch.sequences_BT[picked], batch.action_mask_BA[picked], batch.attention_mask_BT[picked])
 
     def _lora_layers(self):
         from peft.tuners.lora import LoraLayer
 
         return [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+
+
+def _chunks(rows: range, size: int) -> list[range]:
+    """`rows` in consecutive runs of at most `size`."""
+    return [range(start, min(start + size, rows.stop)) for start in range(rows.start, rows.stop, size)]
 
 
 def _base_names(state: StateDict, base: torch.nn.Module) -> StateDict:
