@@ -11,8 +11,10 @@
   holds the base once in the model dtype (no DeepSpeed, no KL reference copy: the anchor is the
   base with no adapter), `pools.students_per_worker` adapters with their fp32 AdamW states (peft
   keeps adapters in fp32), and one vLLM engine with that many adapter slots. Its training pass
-  takes micro batch rows of every slot at once, without gradient checkpointing (LoraPolicies
-  enables none), and its engine never sleeps (LoraStudentWorker starts it without sleep mode).
+  takes micro batch rows of one slot through that slot's adapter, without gradient checkpointing
+  (LoraPolicies enables none); its no-grad log-prob passes take the rows of students_per_worker
+  micro batches but keep no activations for a backward, and their transient logits are not
+  itemised. Its engine never sleeps (LoraStudentWorker starts it without sleep mode).
 - RLVR (meta.mode hard_only / oracle, and every `evaluation.after_run` baseline): OpenRLHF's own
   Ray trainer, colocated, over `pools.rlvr_gpus` GPUs (null: `pools.student_gpus`), after the SOAR
   pools are gone.
@@ -171,13 +173,12 @@ def lora_student_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     adapter = shape.lora_params(lora.rank, lora.target_modules)
     served = shape.lora_params(vllm_max_lora_rank(lora.rank), lora.target_modules)
     vllm = replace(_vllm(cfg, shape, 1, seq_len), lora_gib=slots * served * w / GIB)
-    rows = slots * micro
-    activations = activation_bytes(TrainerSetup(shape, w, 0, 1, rows, seq_len)) / GIB
+    activations = activation_bytes(TrainerSetup(shape, w, 0, 1, micro, seq_len)) / GIB
     items = [
         Item("student trainer", "base weights (frozen, also the KL anchor)", w * shape.params / GIB),
         Item("student trainer", f"{slots} adapters of rank {lora.rank}: fp32 weights, gradients, AdamW",
              slots * adapter * ADAPTER_STATE_BYTES / GIB),
-        Item("student trainer", f"activations ({slots} slots x micro batch {micro} x {seq_len} tokens, "
+        Item("student trainer", f"activations (one slot's micro batch {micro} x {seq_len} tokens, "
              "no checkpointing)", activations, ("train",)),
         Item("student trainer", "CUDA context, buffers", PROCESS_OVERHEAD_GIB),
         *vllm.items("vLLM engine", sleeps_while_training=False),
