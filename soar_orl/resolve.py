@@ -4,8 +4,8 @@ Models: `builtin:arith` is the arithmetic world's base model (pretrained on firs
 loaded from the cache); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
 Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the arithmetic world's
 fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
-`edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py). Any other value is a
-local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
+`edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py).
+Any other value is a local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 """
 
 from __future__ import annotations

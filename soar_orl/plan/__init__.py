@@ -367,7 +367,7 @@ def _render_cost(plan: RecipePlan) -> list[str]:
         )
     paper = (
         f" (paper, one SOAR run on 32 GPUs: {PAPER_GPU_HOURS[0]:,}-{PAPER_GPU_HOURS[1]:,})"
-        if cfg.meta.uses_teacher and cfg.data.task == "math"
+        if _compares_with_paper(cfg)
         else ""
     )
     lines.append(f"  total {_hours(cost)}{paper}{_paper_share(cfg, cost)}")
@@ -392,8 +392,13 @@ def _render_cost(plan: RecipePlan) -> list[str]:
     return lines
 
 
+def _compares_with_paper(cfg: SoarConfig) -> bool:
+    """The paper's GPU-hours are those of a SOAR run on MATH."""
+    return cfg.meta.uses_teacher and cfg.data.task == "math"
+
+
 def _paper_share(cfg: SoarConfig, cost: RunCost) -> str:
-    if not (cfg.meta.uses_teacher and cfg.data.task == "math"):
+    if not _compares_with_paper(cfg):
         return ""
     low, high = cost.gpu_hours[0] / PAPER_GPU_HOURS[0], cost.gpu_hours[1] / PAPER_GPU_HOURS[1]
     return f", {low:.2f}-{high:.2f} of the paper's GPU-hours"

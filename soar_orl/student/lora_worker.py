@@ -61,6 +61,10 @@ class LoraStudentWorker(EngineWorker):
             out.extend(self._lockstep(jobs[start : start + self.students_per_worker]))
         return out
 
+    def _publish(self, slot: int, name: str):
+        """Serve the slot's current adapter as `name`; returns its LoRARequest."""
+        return self.engine.publish(name, self.policies.save_adapter(slot, self.engine.adapter_dir(name)))
+
     def _lockstep(self, jobs: Sequence[StudentJob]) -> list[tuple[JobResult, AdapterWeights | None]]:
         cfg = self.spec.student
         clock = _Clock()
@@ -93,8 +97,7 @@ class LoraStudentWorker(EngineWorker):
                 steps[slot].append(stats)
             started = clock.add("train", started)
             for slot in active:
-                adapter_dir = self.policies.save_adapter(slot, self.engine.adapter_dir(names[slot]))
-                loras[slot] = self.engine.publish(names[slot], adapter_dir)
+                loras[slot] = self._publish(slot, names[slot])
             started = clock.add("sync", started)
         if any(lora is not None for lora in loras):
             # An untrained slot's rows must not go unadapted beside adapted ones: in such a mixed
@@ -102,7 +105,7 @@ class LoraStudentWorker(EngineWorker):
             # the baseline job answered exactly as the trained job, a 2-step job differently).
             # Its fresh adapter (B = 0) is the base itself.
             for slot in (slot for slot, lora in enumerate(loras) if lora is None):
-                loras[slot] = self.engine.publish(names[slot], self.policies.save_adapter(slot, self.engine.adapter_dir(names[slot])))
+                loras[slot] = self._publish(slot, names[slot])
         order = [(slot, pair) for slot, job in enumerate(jobs) for pair in job.eval_pairs]
         answers = [
             group[0].text
