@@ -276,6 +276,15 @@ class MetaConfig(_Section):
         return self.mode in ("grounded", "intrinsic")
 
 
+COLOCATED_ACTOR_GPU = 0.2
+"""Ray's GPU share of each process in a shared placement group: OpenRLHF gives it to each vLLM
+engine (create_vllm_engines with shared_pg), and the teacher asks the same for its actor and
+reference (teacher/trainer.py). Ray's shares only place processes; memory is what `soar plan`
+checks."""
+TEACHER_GPU_SHARE = 3 * COLOCATED_ACTOR_GPU
+"""The teacher's bundle under pools.share_gpu: its engine, actor and reference."""
+
+
 class PoolsConfig(_Section):
     num_nodes: int = Field(4, ge=1)
     """Nodes in the Ray cluster."""
@@ -311,10 +320,28 @@ class PoolsConfig(_Section):
     """Inner jobs one student worker runs at once, in lockstep (one batched vLLM call per inner
     step, one adapter per job). Above 1 only with LoRA students (student.lora.rank > 0): full
     fine-tuning holds one trainable copy of the student per worker."""
+    share_gpu: bool = False
+    """The teacher pool and the student pool on one and the same GPU (the one-GPU rung): needs
+    teacher_gpus = student_gpus = teacher_vllm_engines = 1 and a one-GPU cluster. The pools take
+    fractional Ray bundles of it (TEACHER_GPU_SHARE for the teacher's engine, actor and reference,
+    the rest for the student worker), each of the two vLLM engines takes
+    vllm_gpu_memory_utilization of the card, and `soar plan` counts both pools' peaks on it as if
+    they coincided (with meta.async the students of the next step may train while the teacher
+    updates)."""
 
     @property
     def cluster_gpus(self) -> int:
         return self.num_nodes * self.gpus_per_node
+
+    @property
+    def teacher_bundle_gpus(self) -> float:
+        """GPU of each bundle of the teacher's placement group (teacher/trainer.py)."""
+        return TEACHER_GPU_SHARE if self.share_gpu else 1
+
+    @property
+    def student_bundle_gpus(self) -> float:
+        """GPU of each student worker's bundle and actor (meta/pool.py)."""
+        return 1 - TEACHER_GPU_SHARE if self.share_gpu else self.gpus_per_student_worker
 
     @property
     def student_workers(self) -> int:
@@ -400,7 +427,7 @@ class SoarConfig(_Section):
                 f"meta.g: RLOO needs at least 2 datasets per step to form a baseline (got {meta.g}) "
                 f"in meta.mode={meta.mode}"
             )
-        used = pools.teacher_gpus + pools.student_gpus
+        used = 1 if pools.share_gpu else pools.teacher_gpus + pools.student_gpus
         if meta.uses_teacher and used > pools.cluster_gpus:
             problems.append(
                 f"pools: teacher_gpus ({pools.teacher_gpus}) + student_gpus ({pools.student_gpus}) = "
@@ -431,6 +458,8 @@ class SoarConfig(_Section):
             )
         if meta.uses_teacher and pools.teacher_gpus == 0:
             problems.append(f"pools.teacher_gpus must be at least 1 in meta.mode={meta.mode}")
+        if pools.share_gpu:
+            problems += _shared_gpu_problems(self)
         if meta.mode == "oracle" and not self.data.full_train:
             problems.append("data.full_train is required by meta.mode=oracle")
         if self.student.batch_prompts > meta.n and meta.uses_teacher:
@@ -468,6 +497,23 @@ class SoarConfig(_Section):
     def runs_rlvr(self) -> bool:
         """Whether an RLVR baseline trains in this run (the mode itself, or after a SOAR run)."""
         return self.meta.mode in ("hard_only", "oracle") or bool(self.evaluation.after_run)
+
+
+def _shared_gpu_problems(cfg: SoarConfig) -> list[str]:
+    """What pools.share_gpu needs: one GPU in all, one teacher engine and one student worker on it."""
+    pools = cfg.pools
+    if not cfg.meta.uses_teacher:
+        return [f"pools.share_gpu shares a GPU between the teacher and the students; meta.mode={cfg.meta.mode} "
+                "has no teacher"]
+    wanted = {"teacher_gpus": 1, "student_gpus": 1, "teacher_vllm_engines": 1, "gpus_per_student_worker": 1}
+    wrong = [f"pools.{key} = {getattr(pools, key)}" for key, value in wanted.items() if getattr(pools, key) != value]
+    if pools.cluster_gpus != 1:
+        wrong.append(f"a cluster of {pools.cluster_gpus} GPUs (pools.num_nodes x pools.gpus_per_node)")
+    if not wrong:
+        return []
+    return [f"pools.share_gpu puts the teacher pool and one student worker on one GPU of a one-GPU cluster: it "
+            f"needs pools.teacher_gpus, student_gpus, teacher_vllm_engines, gpus_per_student_worker, num_nodes "
+            f"and gpus_per_node all 1, got {', '.join(wrong)}"]
 
 
 def _rlvr_batch_problems(cfg: SoarConfig) -> list[str]:

@@ -87,8 +87,8 @@ def run_soar(cfg: SoarConfig) -> RunDir:
     # A resumed teacher starts from the committed HF weights and continues with the optimizer,
     # LR schedule and weights of the DeepSpeed checkpoint committed with them.
     teacher_dir = run_dir.teacher_dir if state.teacher_tag else resolve_model(cfg.model.teacher)
-    log.info("set-up 3/3: the teacher (OpenRLHF RLOO on %d GPU(s), %d vLLM engine(s))", cfg.pools.teacher_gpus,
-             cfg.pools.teacher_vllm_engines)
+    log.info("set-up 3/3: the teacher (OpenRLHF RLOO on %d GPU(s), %d vLLM engine(s))%s", cfg.pools.teacher_gpus,
+             cfg.pools.teacher_vllm_engines, ", on the student pool's GPU" if cfg.pools.share_gpu else "")
     teacher = Teacher(cfg, backend, str(teacher_dir), str(run_dir.teacher_staging_dir),
                       str(run_dir.teacher_optimizer_dir), resume_tag=state.teacher_tag)
     try:

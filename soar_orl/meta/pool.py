@@ -3,7 +3,7 @@
 The driver creates the pool (never an actor inside a vLLM engine: OpenRLHF schedules its engines
 with placement_group_capture_child_tasks=True, so actors created there would land in the
 teacher's group). One bundle per worker, `pools.gpus_per_student_worker` GPUs each (declared GPUs
-on the CPU backend). `submit` returns a Future at once; a dispatcher thread hands jobs to idle
+on the CPU backend), or the GPU's share the teacher leaves under `pools.share_gpu`. `submit` returns a Future at once; a dispatcher thread hands jobs to idle
 workers, so the outer loop can keep the teacher busy meanwhile. A job that fails because its
 worker died, or that runs past `pools.job_timeout_s`, is logged and retried on a fresh worker in
 the same bundle, up to `pools.job_retries` times; only then does its Future fail.
@@ -81,7 +81,7 @@ class StudentPool:
         self.num_workers = num_workers or pools.student_workers
         self.lora = spec.student.lora.enabled
         self.jobs_per_worker = pools.students_per_worker if self.lora else 1
-        bundle = {"GPU": pools.gpus_per_student_worker, "CPU": pools.cpus_per_worker}
+        bundle = {"GPU": pools.student_bundle_gpus, "CPU": pools.cpus_per_worker}
         self.placement_group = placement_group([dict(bundle) for _ in range(self.num_workers)], strategy="PACK")
         try:
             ray.get(self.placement_group.ready(), timeout=600)
@@ -184,7 +184,7 @@ class StudentPool:
 
     def _start_worker(self, index: int) -> ray.actor.ActorHandle:
         actor_cls = ray.remote(LoraStudentWorker if self.lora else StudentWorker).options(
-            num_gpus=self.pools.gpus_per_student_worker,
+            num_gpus=self.pools.student_bundle_gpus,
             num_cpus=self.pools.cpus_per_worker,
             max_restarts=0,
             scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=index),

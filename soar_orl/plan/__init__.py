@@ -196,6 +196,9 @@ _SWITCHES["rlvr"] = _SWITCHES["student"]  # RLVR trains with the student's setti
 
 def pool_options(cfg: SoarConfig, role: str) -> tuple[list[Option], list[Option]]:
     """(switches not yet on, smaller micro batches) that lower the memory of a pool's GPUs."""
+    if role == "shared":  # the one GPU of pools.share_gpu: either pool's options lower its peak
+        teacher, student = pool_options(cfg, "teacher"), pool_options(cfg, "student")
+        return teacher[0] + student[0], teacher[1] + student[1]
     flags = teacher_flags(cfg) if role == "teacher" else student_flags(cfg)
     if role == "student" and cfg.student.lora.enabled:  # no DeepSpeed switches apply; fewer slots do
         spw = cfg.pools.students_per_worker
@@ -250,7 +253,8 @@ def single_option_peaks(
 ) -> list[tuple[str, str, float, bool]]:
     """(label, override, peak GiB, fits) of each option alone, and of more GPUs / a bigger card."""
     switches, micros = pool_options(cfg, role)
-    options = switches + micros[-1:]
+    smallest_micro = {key: option for option in micros for key in option.changes}  # per trainer
+    options = switches + list(smallest_micro.values())
     if role == "teacher":
         pools = cfg.pools
         options.append(
@@ -355,7 +359,7 @@ def _render_cost(plan: RecipePlan) -> list[str]:
                 f"{step.waves} wave(s) = {step.students_s:.0f} s, teacher update {step.teacher_update_s:.0f} s"
             ),
             (
-                f"  outer step {step.step_s:.0f} s ({'sampling overlaps the students: meta.async' if step.overlapped else 'strict order'}), "
+                f"  outer step {step.step_s:.0f} s ({_order(cfg, step.overlapped)}), "
                 f"{cost.step_after_promotion.step_s:.0f} s with the {cfg.student.extra_steps_after_promotion} extra inner "
                 f"steps after a promotion; {meta.outer_steps} outer steps: {cost.soar_hours:.1f}-{cost.soar_hours_promoted:.1f} h"
             ),
@@ -390,6 +394,14 @@ def _render_cost(plan: RecipePlan) -> list[str]:
             f"  LoRA students: {cost.step.jobs_per_worker} job(s) per worker at once (cost.LoraProjection)"
         )
     return lines
+
+
+def _order(cfg: SoarConfig, overlapped: bool) -> str:
+    if overlapped:
+        return "sampling overlaps the students: meta.async"
+    if cfg.meta.async_ and cfg.pools.share_gpu:
+        return "strict order: meta.async gains nothing on one GPU shared by both pools"
+    return "strict order"
 
 
 def _compares_with_paper(cfg: SoarConfig) -> bool:

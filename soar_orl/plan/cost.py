@@ -250,7 +250,9 @@ def step_time(
             )
             + a.weight_sync_s
         )
-    return StepTime(sampling, wave, waves(cfg, jobs), jobs, update, meta.async_)
+    # On one shared GPU the teacher's sampling would only compete with the students for it.
+    overlapped = meta.async_ and not cfg.pools.share_gpu
+    return StepTime(sampling, wave, waves(cfg, jobs), jobs, update, overlapped)
 
 
 def rlvr_step_seconds(

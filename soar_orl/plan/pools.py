@@ -15,6 +15,9 @@
   (LoraPolicies enables none); its no-grad log-prob passes take the rows of students_per_worker
   micro batches but keep no activations for a backward, and their transient logits are not
   itemised. Its engine never sleeps (LoraStudentWorker starts it without sleep mode).
+- one shared GPU (`pools.share_gpu`): the teacher pool and the one student worker above on one
+  GPU; its peak is the sum of the two pools' peaks, as if they coincided (with meta.async the next
+  step's students may train while the teacher updates; phases are not scheduled apart).
 - RLVR (meta.mode hard_only / oracle, and every `evaluation.after_run` baseline): OpenRLHF's own
   Ray trainer, colocated, over `pools.rlvr_gpus` GPUs (null: `pools.student_gpus`), after the SOAR
   pools are gone.
@@ -244,13 +247,22 @@ def rlvr_pool(cfg: SoarConfig, shape: ModelShape) -> GpuMemory:
     )
 
 
+def shared_gpu(cfg: SoarConfig, parts: list[GpuMemory]) -> GpuMemory:
+    """The one GPU of `pools.share_gpu`: each pool held at its own peak."""
+    items = [Item(part.pool, f"its peak ({part.peak_phase})", part.peak) for part in parts]
+    return GpuMemory("shared GPU", " + ".join(part.pool for part in parts) + " (pools.share_gpu)", 1,
+                     cfg.pools.gpu_memory_gb, items)
+
+
 def plan_pools(cfg: SoarConfig, shapes: dict[str, ModelShape]) -> dict[str, GpuMemory]:
-    """Every pool the recipe runs, by role ("teacher", "student", "rlvr"); `shapes` maps the
-    "teacher" and "student" roles to their models."""
+    """Every pool the recipe runs, by role ("teacher", "student", "shared", "rlvr"); `shapes`
+    maps the "teacher" and "student" roles to their models."""
     found = {}
     if cfg.meta.uses_teacher:
         found["teacher"] = teacher_pool(cfg, shapes["teacher"])
         found["student"] = student_pool(cfg, shapes["student"])
+        if cfg.pools.share_gpu:
+            found["shared"] = shared_gpu(cfg, [found["teacher"], found["student"]])
     if cfg.runs_rlvr:
         found["rlvr"] = rlvr_pool(cfg, shapes["student"])
     return found

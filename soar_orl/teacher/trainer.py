@@ -28,7 +28,7 @@ from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
 from soar_orl.backend import Backend, openrlhf_backend_flags
 from soar_orl.chat import chat_prompt
-from soar_orl.config import SoarConfig
+from soar_orl.config import COLOCATED_ACTOR_GPU, SoarConfig
 from soar_orl.openrlhf_args import openrlhf_args
 
 log = logging.getLogger("soar")
@@ -143,16 +143,18 @@ class Teacher:
         args = self.args
         strategy = get_strategy(args)
         gpus = args.actor.num_gpus_per_node
-        self.placement_group = placement_group([{"GPU": 1, "CPU": 1} for _ in range(gpus)], strategy="PACK")
+        bundle = {"GPU": cfg.pools.teacher_bundle_gpus, "CPU": 1}
+        self.placement_group = placement_group([dict(bundle) for _ in range(gpus)], strategy="PACK")
         ray.get(self.placement_group.ready())
         self.vllm_engines = create_vllm_engines(
             args.vllm.num_engines, args.vllm.tensor_parallel_size, model_dir, args.train.seed,
             False, False, args.vllm.enforce_eager, args.data.max_len, self.placement_group,
             args.vllm.gpu_memory_utilization, False,
         )
-        self.actor_group = RayActorGroup(1, gpus, PolicyModelActor, pg=self.placement_group, num_gpus_per_actor=0.2)
+        share = COLOCATED_ACTOR_GPU
+        self.actor_group = RayActorGroup(1, gpus, PolicyModelActor, pg=self.placement_group, num_gpus_per_actor=share)
         self.reference_group = (
-            RayActorGroup(1, gpus, ReferenceModelActor, pg=self.placement_group, num_gpus_per_actor=0.2)
+            RayActorGroup(1, gpus, ReferenceModelActor, pg=self.placement_group, num_gpus_per_actor=share)
             if args.algo.kl.init_coef > 0
             else None
         )

@@ -149,9 +149,12 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 # cpu_oracle's is the same vanilla RLVR on another problem set (meta/rlvr.py real_training_set,
 # tests/unit/test_rlvr_budget.py); cpu_base_teacher's differs from the grounded loop only in
 # discarding the teacher's batch and saving no teacher (tests/unit/test_outer_step.py). Runs of
-# their own here cost about 2 and 4 CI minutes.
-def test_the_intrinsic_variant_runs_its_cpu_recipe(tmp_path):
-    overrides = [f"run.output_dir={tmp_path}", "meta.outer_steps=1", "evaluation.after_run=[]", "logging.progress_bar=false"]
+# their own here cost about 2 and 4 CI minutes. It runs on the one-GPU layout (pools.share_gpu):
+# the teacher's and the student worker's fractional Ray bundles on one declared GPU, which
+# otherwise only recipes/math_grounded_lora_1gpu.yaml asks for.
+def test_the_intrinsic_variant_runs_its_cpu_recipe_on_one_shared_gpu(tmp_path):
+    overrides = [f"run.output_dir={tmp_path}", "meta.outer_steps=1", "evaluation.after_run=[]", "logging.progress_bar=false",
+                 "pools.gpus_per_node=1", "pools.share_gpu=true"]
     result = subprocess.run(soar_command(RECIPES / "cpu_intrinsic.yaml", *overrides), capture_output=True, text=True,
                             timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

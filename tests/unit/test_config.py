@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from soar_orl.cli import main as soar_main
-from soar_orl.config import ConfigError, config_to_dict, load_config, validate_config
+from soar_orl.config import COLOCATED_ACTOR_GPU, ConfigError, config_to_dict, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -70,6 +70,7 @@ def test_overrides_are_typed_and_nested():
         (["pools.teacher_vllm_engines=9"], "pools.teacher_vllm_engines (9) cannot exceed pools.teacher_gpus (8)"),
         (["meta.mode=oracle"], "data.full_train is required by meta.mode=oracle"),
         (["student.reward.wrong=2"], "student.reward: reward levels must satisfy correct >= unverified"),
+        (["pools.share_gpu=true"], "needs pools.teacher_gpus, student_gpus, teacher_vllm_engines, gpus_per_student_worker"),
         (["meta.g"], "must look like key.sub=value"),
         (["meta.g.x=1"], "meta.g is a value, not a section"),
     ],
@@ -134,3 +135,19 @@ def test_q_r_is_scored_greedily_unless_samples_are_asked_for():
         validate_config({"student": {"q_r_samples": -1}})
     with pytest.raises(ConfigError, match="student.q_r_samples > 0 is not implemented for LoRA students"):
         validate_config({"student": {"q_r_samples": 4, "lora": {"rank": 4}}})
+
+
+def test_one_shared_gpu_holds_the_teacher_and_one_student_worker():
+    one_gpu = ["pools.num_nodes=1", "pools.gpus_per_node=1", "pools.teacher_gpus=1", "pools.teacher_vllm_engines=1",
+               "pools.student_gpus=1", "pools.rlvr_gpus=1"]
+    with pytest.raises(ConfigError, match="exceeds the cluster"):  # two pools, one GPU, not shared
+        load_config(PAPER_RECIPE, one_gpu)
+    pools = load_config(PAPER_RECIPE, [*one_gpu, "pools.share_gpu=true"]).pools
+    assert pools.teacher_bundle_gpus + pools.student_bundle_gpus == pytest.approx(1.0)
+    assert pools.teacher_bundle_gpus == pytest.approx(3 * COLOCATED_ACTOR_GPU)  # engine, actor, reference
+    with pytest.raises(ConfigError, match="a cluster of 2 GPUs"):
+        load_config(PAPER_RECIPE, [*one_gpu, "pools.gpus_per_node=2", "pools.share_gpu=true"])
+    with pytest.raises(ConfigError, match="meta.mode=hard_only has no teacher"):
+        load_config(PAPER_RECIPE, [*one_gpu, "pools.share_gpu=true", "meta.mode=hard_only"])
+    unshared = load_config(PAPER_RECIPE).pools
+    assert (unshared.teacher_bundle_gpus, unshared.student_bundle_gpus) == (1, unshared.gpus_per_student_worker)

@@ -213,3 +213,18 @@ def test_lora_recipe_fits_two_80gb_gpus_and_is_refused_on_24gb():
     assert plan.pools["student"].vllm.lora_gib > 0 and plan.lora_cost is None  # already LoRA
     _, small = _plan("math_grounded_lora_2gpu.yaml", "pools.gpu_memory_gb=24")
     assert not small.fits and any("exceeds pools.gpu_memory_gb = 24" in p for p in small.problems())
+
+
+def test_one_gpu_recipe_sums_both_pools_on_its_gpu_and_is_refused_when_they_do_not_fit(capsys):
+    cfg, plan = _plan("math_grounded_lora_1gpu.yaml")
+    teacher, student, shared = (plan.pools[role] for role in ("teacher", "student", "shared"))
+    assert cfg.pools.share_gpu and plan.fits and cfg.pools.cluster_gpus == 1
+    assert shared.peak == pytest.approx(teacher.peak + student.peak)
+    step = plan.cost.step  # meta.async is on, but one GPU cannot overlap the two pools
+    assert cfg.meta.async_ and step.step_s == pytest.approx(step.teacher_sampling_s + step.students_s + step.teacher_update_s)
+    # Each pool alone fits 56 GiB; together they do not, and the options name both pools' switches.
+    assert teacher.peak < 56 and student.peak < 56
+    assert cli.main(["plan", str(ROOT / "recipes/math_grounded_lora_1gpu.yaml"), "pools.gpu_memory_gb=56"]) == 1
+    out = capsys.readouterr().out
+    assert "shared GPU: peak" in out and "options for the shared GPU" in out
+    assert "teacher.openrlhf_args" in out and "pools.students_per_worker" in out
