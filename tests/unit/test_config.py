@@ -133,8 +133,7 @@ def test_q_r_is_scored_greedily_unless_samples_are_asked_for():
     assert validate_config({"student": {"q_r_samples": 16}}).student.q_r_samples == 16
     with pytest.raises(ConfigError, match="student.q_r_samples: Input should be greater than or equal to 0"):
         validate_config({"student": {"q_r_samples": -1}})
-    with pytest.raises(ConfigError, match="student.q_r_samples > 0 is not implemented for LoRA students"):
-        validate_config({"student": {"q_r_samples": 4, "lora": {"rank": 4}}})
+    assert validate_config({"student": {"q_r_samples": 4, "lora": {"rank": 4}}}).student.q_r_samples == 4
 
 
 def test_one_shared_gpu_holds_the_teacher_and_one_student_worker():
