@@ -1,6 +1,7 @@
 """Issue 18, rung 2 (exploratory): a hard split just past the edge, and probe datasets for it.
 
     bash run.sh python scripts/arith_edge_probe.py OUT_DIR
+    bash run.sh python scripts/arith_edge_probe.py --overflow OUT_DIR
 
 The built-in hard split (eval/arith_hard.py HARD_BANDS) is mostly 2+3 and 3+3-digit sums the base
 model almost never solves. This one keeps a single band the base model solves about 6% of the
@@ -15,6 +16,11 @@ edge of its competence, but beside problems it sometimes solves. It writes to OU
   `stones_carry` (success 10-60% and at least one carry, none into a fourth digit),
   `band_16` (sums drawn at random, whatever their success) and `band_16_wrong` (its labels with
   one digit changed), `stones_64` (64 sums at 10-60% success) and `band_64` (64 at random).
+With `--overflow` it writes instead datasets of sums whose answer has one digit more than their
+longest operand (the carry into a new column that 48 of the split's 174 train problems need and
+the base model almost never writes), each measured the same way (`overflow_measured.json`):
+`overflow_22` (2+2 sums, answer >= 100: the base model's thorough bands), `overflow_31` (3+1,
+answer >= 1000) and `overflow_32` (3+2, answer >= 1000, none in the split).
 vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
 numbers come from the files committed in docs/probe/edge/.
 """
@@ -31,7 +37,7 @@ from soar_orl.eval.arith_hard import EDGE_SPLIT, SPLIT_FILES, SUMMARY_FILE, hard
 from soar_orl.eval.sampling import start_engine, stop_engine
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import select_stones, wrong_label, write_jsonl
-from soar_orl.tasks.arith import ArithTask, band_problems
+from soar_orl.tasks.arith import ArithTask, Band, band_problems
 from soar_orl.tasks.arith_model import base_model_dir
 from soar_orl.tasks.problems import load_problems
 
@@ -92,5 +98,37 @@ def main(out: Path) -> None:
           f"band success {sum(m['success'] for m in measured) / len(measured):.1%}")
 
 
+OVERFLOW_SETS = {"overflow_22": ((2, 2), 100), "overflow_31": ((3, 1), 1000), "overflow_32": ((3, 2), 1000)}
+"""Dataset name -> (band, smallest answer): sums that carry into a new column."""
+
+
+def overflow_datasets(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    split = hard_split_dir(settings=EDGE_SPLIT)
+    hard = {p.problem for name in SPLIT_FILES.values() for p in load_problems(str(split / name))}
+    task = ArithTask()
+    chosen = {}
+    for name, (digits, smallest) in OVERFLOW_SETS.items():
+        # Distinct sums only: the 3+1 band has just 45 that reach 1000.
+        pool = {p.problem: p for p in band_problems(Band(digits), 16384, MEASURE_SEED)
+                if int(p.answer) >= smallest and p.problem not in hard}
+        chosen[name] = random.Random(f"arith-overflow:{name}").sample(list(pool.values()), N)
+    llm = start_engine(base_model_dir(), seed=0)
+    try:
+        correct = success_counts(llm, task, [p for rows in chosen.values() for p in rows], MEASURE_SAMPLES, 1.0, 16)
+    finally:
+        stop_engine(llm)
+    measured = {name: [{"question": p.problem, "answer": p.answer, "success": correct[p.id] / MEASURE_SAMPLES}
+                       for p in rows] for name, rows in chosen.items()}
+    (out / "overflow_measured.json").write_text(json.dumps(measured, indent=1) + "\n")
+    for name, rows in chosen.items():
+        write_jsonl(out / f"{name}.jsonl", [QAPair(p.problem, p.answer) for p in rows], task)
+        mean = sum(m["success"] for m in measured[name]) / N
+        print(f"{out / name}.jsonl: {N} true-labelled sums, mean base success {mean:.1%}")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "--overflow":
+        overflow_datasets(Path(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))
