@@ -21,6 +21,8 @@ longest operand (the carry into a new column that 48 of the split's 174 train pr
 the base model almost never writes), each measured the same way (`overflow_measured.json`):
 `overflow_22` (2+2 sums, answer >= 100: the base model's thorough bands), `overflow_31` (3+1,
 answer >= 1000) and `overflow_32` (3+2, answer >= 1000, none in the split).
+With `--by-kind SAMPLES.jsonl ...` (files `soar eval` writes for the edge test split) it prints
+each file's correct samples by kind of problem: 4-digit answer, another carry, no carry.
 vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
 numbers come from the files committed in docs/probe/edge/.
 """
@@ -127,8 +129,32 @@ def overflow_datasets(out: Path) -> None:
         print(f"{out / name}.jsonl: {N} true-labelled sums, mean base success {mean:.1%}")
 
 
+def problem_kind(question: str) -> str:
+    pattern = carry_pattern(question)
+    return "4-digit answer" if pattern[-1] else "carry" if any(pattern) else "no carry"
+
+
+def correct_by_kind(sample_files: list[Path]) -> None:
+    problems = {p.id: p.problem for name in SPLIT_FILES.values()
+                for p in load_problems(str(hard_split_dir(settings=EDGE_SPLIT) / name))}
+    for path in sample_files:
+        counts: dict[str, list[int]] = {}  # kind -> [problems, samples, correct, solved]
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            tally = counts.setdefault(problem_kind(problems[row["id"]]), [0, 0, 0, 0])
+            right = sum(row["correct"])
+            tally[0] += 1
+            tally[1] += len(row["correct"])
+            tally[2] += right
+            tally[3] += right > 0
+        print(path, "; ".join(f"{kind}: {n} problems, {right} of {samples} samples correct, {solved} solved"
+                              for kind, (n, samples, right, solved) in sorted(counts.items())))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--overflow":
+    if sys.argv[1] == "--by-kind":
+        correct_by_kind([Path(arg) for arg in sys.argv[2:]])
+    elif sys.argv[1] == "--overflow":
         overflow_datasets(Path(sys.argv[2]))
     else:
         main(Path(sys.argv[1]))
