@@ -141,8 +141,10 @@ class TeacherSettings:
     """Bands its examples are drawn from, uniformly: every band the base model was shown, so the
     mix it writes stays broad (4/9 easy, 5/9 edge) and the RL still has to pick among them."""
     steps: int = 100
-    """Set by the time the first build had (2026-12-02): ~6 s of CPU a step on a loaded 2-core
-    machine, a teacher prompt being ten times a student one; not tuned by measurement."""
+    """Set by the time the first build had (2026-12-02): 315 s of CPU (740 s wall on a loaded
+    2-core machine), a teacher prompt being ten times a student one. Too few: its answers are
+    no more often right than the base teacher's (RESULTS.md, issue 18 rung 2, "A pretrained
+    teacher"); only its band mix moved."""
     batch_size: int = 64
     """Teacher examples per optimizer step."""
     lr: float = 1e-3
