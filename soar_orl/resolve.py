@@ -1,7 +1,9 @@
 """Recipe names -> local paths: models and problem sets, including the embedded `builtin:` ones.
 
 Models: `builtin:arith` is the arithmetic world's base model (pretrained on first use, then
-loaded from the cache); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
+loaded from the cache), `builtin:arith-teacher` that model continued on teacher examples with
+right answers (tasks/arith_model.py TeacherSettings; a teacher only, the student stays
+`builtin:arith`); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
 Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the arithmetic world's
 fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
 `edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py).
@@ -24,11 +26,15 @@ def resolve_model(name: str) -> str:
         from soar_orl.tasks.arith_model import base_model_dir
 
         return str(base_model_dir())
+    if world == "arith-teacher":
+        from soar_orl.tasks.arith_model import teacher_model_dir
+
+        return str(teacher_model_dir())
     if world == "smollm2":
         from soar_orl.pretrained import smollm2_dir
 
         return str(smollm2_dir())
-    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith, builtin:smollm2)")
+    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith, builtin:arith-teacher, builtin:smollm2)")
 
 
 def resolve_problems(source: str) -> list[Problem]:

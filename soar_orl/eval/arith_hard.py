@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
@@ -105,14 +105,31 @@ def band_accuracy(
 
 @dataclass(frozen=True)
 class TeacherStats:
-    """The base teacher at temperature 1: share of parseable pairs, share of pairs whose question
-    is a well-formed expression with the right answer, and the sizes it writes."""
+    """A teacher at temperature 1: share of parseable pairs, share of pairs whose question
+    is a well-formed expression with the right answer, and the sizes and bands it writes."""
 
     samples: int
     valid_rate: float
     correct_rate: float
     sizes: dict[int, int]  # total operand digits of well-formed questions -> count
     examples: tuple[str, ...]
+    bands: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Band name (`3,2`) of well-formed questions -> (pairs written, pairs with the right answer)."""
+
+
+def band_counts(task: ArithTask, pairs: Sequence[QAPair]) -> dict[str, tuple[int, int]]:
+    """(written, right) per band of the pairs whose question is a plain sum, bands sorted by
+    operand count, then size, then digits."""
+    counts: dict[tuple[int, ...], list[int]] = {}
+    for pair in pairs:
+        operands = parse_sum(pair.question)
+        if operands is None:
+            continue
+        entry = counts.setdefault(tuple(map(len, operands)), [0, 0])
+        entry[0] += 1
+        entry[1] += answer_accuracy(task, [pair]) == 1.0  # graded as answer_accuracy grades
+    order = sorted(counts, key=lambda d: (len(d), sum(d), d))
+    return {",".join(map(str, d)): (counts[d][0], counts[d][1]) for d in order}
 
 
 def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> TeacherStats:
@@ -124,7 +141,8 @@ def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> Teache
         sizes[size] = sizes.get(size, 0) + 1
     correct = (answer_accuracy(task, pairs) or 0.0) * len(pairs)  # None: no pair is a sum, so none is right
     return TeacherStats(
-        samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5])
+        samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5]),
+        band_counts(task, pairs),
     )
 
 

@@ -23,6 +23,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,65 @@ def base_model_dir(settings: PretrainSettings | None = None, rebuild: bool = Fal
     return build_once(folder, lambda out: pretrain(out, settings, task), rebuild=rebuild)
 
 
+# ---------------------------------------------------------------------------- the pretrained teacher
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """Everything that decides the pretrained teacher, `builtin:arith-teacher` (all of it enters
+    its cache hash, the base model's settings included): the base model continued on teacher
+    examples only, `<question>a+b</question> <answer>\\boxed{c}</answer>` with the right c.
+
+    Why: the base teacher writes mostly easy sums and mostly wrong answers (RESULTS.md, issue 18
+    rung 2), and a wrong label earns nothing however good the question. This teacher is meant to
+    answer right across the bands while still writing all of them, so that what the RL has to
+    learn is which problems to write, not how to add."""
+
+    base: PretrainSettings = field(default_factory=PretrainSettings)
+    """The base model it starts from (the student's; tasks/arith_model.base_model_dir)."""
+    bands: tuple[Band, ...] = EASY_BANDS + EDGE_BANDS
+    """Bands its examples are drawn from, uniformly: every band the base model was shown, so the
+    mix it writes stays broad (4/9 easy, 5/9 edge) and the RL still has to pick among them."""
+    steps: int = 100
+    """Set by the time the first build had (2026-12-02): 315 s of CPU (740 s wall on a loaded
+    2-core machine), a teacher prompt being ten times a student one. Too few: its answers are
+    no more often right than the base teacher's (RESULTS.md, issue 18 rung 2, "A pretrained
+    teacher"); only its band mix moved."""
+    batch_size: int = 64
+    """Teacher examples per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate; the base model's was 3e-3 from scratch."""
+    warmup_steps: int = 20
+    """A fresh AdamW (the base model's moments are not kept): a short warm-up first."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay from lr to lr * min_lr_ratio."""
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.bands:
+            raise ValueError("bands must name at least one band")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(
+                f"steps, batch_size and lr must be positive, got {self.steps}, {self.batch_size}, {self.lr}"
+            )
+
+
+def teacher_settings_key(settings: TeacherSettings, task: ArithTask) -> dict[str, Any]:
+    """What the teacher's cache hash covers (JSON-ready): its settings and everything that
+    decides the base model it starts from."""
+    return {"world_version": WORLD_VERSION, "teacher": asdict(settings), "base": settings_key(settings.base, task)}
+
+
+def teacher_model_dir(settings: TeacherSettings | None = None, rebuild: bool = False) -> Path:
+    """The cached pretrained teacher folder, trained first (from the base model) if needed."""
+    settings = settings or TeacherSettings()
+    task = ArithTask()
+    folder = cache_root() / f"arith-teacher-{content_hash(teacher_settings_key(settings, task))}"
+    base_dir = base_model_dir(settings.base)
+    return build_once(folder, lambda out: pretrain_teacher(out, base_dir, settings, task), rebuild=rebuild)
+
+
 # ---------------------------------------------------------------------------- pretraining
 
 
@@ -140,27 +200,45 @@ def _batch(tokenizer, examples: list[tuple[str, str]]):
     return input_ids, label_ids
 
 
+def _example(task: ArithTask, band: Band, rng: random.Random, teacher: bool) -> tuple[str, str]:
+    """One (prompt, response) pair of a fresh sum of `band`: the teacher's or the student's."""
+    question, value = sample_expression(band, rng)
+    if teacher:
+        return task.teacher_prompt(), format_teacher_output(QAPair(question, str(value)))
+    return task.student_prompt(question), student_answer(value)
+
+
 def _examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, count: int, teacher: bool):
+    """The base model's examples: an edge band with probability edge_share, else an easy one."""
     examples = []
     for _ in range(count):
         bands = settings.edge_bands if rng.random() < settings.edge_share else settings.easy_bands
-        question, value = sample_expression(rng.choice(bands), rng)
-        if teacher:
-            examples.append((task.teacher_prompt(), format_teacher_output(QAPair(question, str(value)))))
-        else:
-            examples.append((task.student_prompt(question), student_answer(value)))
+        examples.append(_example(task, rng.choice(bands), rng, teacher))
     return examples
 
 
-def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None:
-    """Train a fresh tiny Llama on the easy and edge bands; save it (HF folder) into `out_dir`."""
+def teacher_examples(task: ArithTask, settings: TeacherSettings, rng: random.Random, count: int):
+    """The pretrained teacher's examples: teacher-format pairs of bands drawn uniformly."""
+    return [_example(task, rng.choice(settings.bands), rng, teacher=True) for _ in range(count)]
+
+
+def _train(
+    out_dir: Path,
+    model,
+    tokenizer,
+    settings: PretrainSettings | TeacherSettings,
+    draw: Callable[[random.Random], list[list[tuple[str, str]]]],
+    rng: random.Random,
+    key: dict[str, Any],
+    desc: str,
+) -> None:
+    """The one pretraining loop: `settings.steps` AdamW steps with warm-up and cosine decay, each
+    on the parts `draw(rng)` returns (lists of (prompt, response) run as separate batches, the
+    loss the mean over all their response tokens); then the model and its record (`key`, size,
+    time, final loss) are saved into `out_dir`."""
     import torch
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    make_tiny_llama(out_dir, settings.spec, chars=world_chars(task), seed=settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, betas=(0.9, 0.98), weight_decay=settings.weight_decay
     )
@@ -172,18 +250,13 @@ def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None
         return warmup * (settings.min_lr_ratio + (1 - settings.min_lr_ratio) * cosine)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    rng = random.Random(f"arith-pretrain:{settings.seed}")
     torch.manual_seed(settings.seed)
-    n_teacher = round(settings.batch_size * settings.teacher_share)
     started, cpu_started, losses = time.monotonic(), time.process_time(), []
     model.train()
-    bar = tqdm(range(settings.steps), desc="pretrain arith base", unit="step")
+    bar = tqdm(range(settings.steps), desc=desc, unit="step")
     for _ in bar:
-        parts = [
-            _batch(tokenizer, _examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False)),
-            _batch(tokenizer, _examples(task, settings, rng, n_teacher, teacher=True)),
-        ]
-        # Mean over all response tokens of both parts, as if they were one batch.
+        parts = [_batch(tokenizer, examples) for examples in draw(rng)]
+        # Mean over all response tokens of every part, as if they were one batch.
         n_tokens = sum(int((labels != -100).sum()) for _, labels in parts)
         total = 0.0
         for input_ids, labels in parts:
@@ -202,10 +275,51 @@ def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None
         bar.set_postfix(loss=f"{total:.4f}", refresh=False)
     model.save_pretrained(out_dir)
     record = {
-        **settings_key(settings, task),
+        **key,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": round(time.monotonic() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),  # unlike seconds, blind to other load
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),
     }
     (out_dir / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None:
+    """Train a fresh tiny Llama on the easy and edge bands; save it (HF folder) into `out_dir`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    make_tiny_llama(out_dir, settings.spec, chars=world_chars(task), seed=settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    n_teacher = round(settings.batch_size * settings.teacher_share)
+
+    def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
+        # Two parts: a teacher prompt is ten times longer than a student one (module docstring).
+        return [
+            _examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False),
+            _examples(task, settings, rng, n_teacher, teacher=True),
+        ]
+
+    rng = random.Random(f"arith-pretrain:{settings.seed}")
+    _train(out_dir, model, tokenizer, settings, draw, rng, settings_key(settings, task), "pretrain arith base")
+
+
+def pretrain_teacher(out_dir: Path, base_dir: Path, settings: TeacherSettings, task: ArithTask) -> None:
+    """Continue the base model in `base_dir` on teacher examples only; save it into `out_dir`."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # The base folder's tokenizer and configs stay; the weights and the record are overwritten.
+    shutil.copytree(base_dir, out_dir, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    rng = random.Random(f"arith-teacher:{settings.seed}")
+    key = teacher_settings_key(settings, task)
+    _train(
+        out_dir, model, tokenizer, settings,
+        lambda rng: [teacher_examples(task, settings, rng, settings.batch_size)],
+        rng, key, "pretrain arith teacher",
+    )
