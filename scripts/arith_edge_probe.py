@@ -21,6 +21,9 @@ longest operand (the carry into a new column that 48 of the split's 174 train pr
 the base model almost never writes), each measured the same way (`overflow_measured.json`):
 `overflow_22` (2+2 sums, answer >= 100: the base model's thorough bands), `overflow_31` (3+1,
 answer >= 1000) and `overflow_32` (3+2, answer >= 1000, none in the split).
+With `--deep K OUT_DIR` it samples every problem of the split K more times and writes the ones
+still never solved (`deep_train.jsonl`, `deep_test.jsonl`, `deep_measured.json`): a split whose
+true success is lower, for a Hard-Only that sees fewer positives.
 With `--by-kind SAMPLES.jsonl ...` (files `soar eval` writes for the edge test split) it prints
 each file's correct samples by kind of problem: 4-digit answer, another carry, no carry.
 vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
@@ -151,8 +154,28 @@ def correct_by_kind(sample_files: list[Path]) -> None:
                               for kind, (n, samples, right, solved) in sorted(counts.items())))
 
 
+def deep_split(k: int, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    split = hard_split_dir(settings=EDGE_SPLIT)
+    parts = {name: load_problems(str(split / file)) for name, file in SPLIT_FILES.items()}
+    llm = start_engine(base_model_dir(), seed=1)  # not the split's seed: fresh samples
+    try:
+        correct = success_counts(llm, ArithTask(), [p for rows in parts.values() for p in rows], k, 1.0, 16)
+    finally:
+        stop_engine(llm)
+    (out / "deep_measured.json").write_text(json.dumps(correct, indent=1) + "\n")
+    for name, rows in parts.items():
+        kept = [p for p in rows if correct[p.id] == 0]
+        (out / f"deep_{name.removeprefix('hard_')}.jsonl").write_text("".join(
+            json.dumps({"id": p.id, "problem": p.problem, "answer": p.answer, **p.metadata}) + "\n" for p in kept))
+        print(f"{name}: {len(kept)} of {len(rows)} never solved in {k} more samples "
+              f"({sum(correct[p.id] for p in rows)} correct of {k * len(rows)})")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--by-kind":
+    if sys.argv[1] == "--deep":
+        deep_split(int(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "--by-kind":
         correct_by_kind([Path(arg) for arg in sys.argv[2:]])
     elif sys.argv[1] == "--overflow":
         overflow_datasets(Path(sys.argv[2]))
