@@ -135,14 +135,14 @@ def band_counts(task: ArithTask, pairs: Sequence[QAPair]) -> dict[str, tuple[int
 def teacher_stats(llm, task: ArithTask, samples: int, max_tokens: int) -> TeacherStats:
     texts = generate(llm, [task.teacher_prompt()], samples, 1.0, max_tokens)[0]
     pairs = [pair for pair in map(task.parse_teacher_output, texts) if isinstance(pair, QAPair)]
+    bands = band_counts(task, pairs)
     sizes: dict[int, int] = {}
-    for operands in filter(None, (parse_sum(pair.question) for pair in pairs)):
-        size = sum(map(len, operands))
-        sizes[size] = sizes.get(size, 0) + 1
-    correct = (answer_accuracy(task, pairs) or 0.0) * len(pairs)  # None: no pair is a sum, so none is right
+    for band, (written, _) in bands.items():
+        size = sum(map(int, band.split(",")))
+        sizes[size] = sizes.get(size, 0) + written
+    correct = sum(right for _, right in bands.values())  # only a plain sum has a true answer
     return TeacherStats(
-        samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5]),
-        band_counts(task, pairs),
+        samples, len(pairs) / samples, correct / samples, dict(sorted(sizes.items())), tuple(texts[:5]), bands
     )
 
 
