@@ -2,6 +2,7 @@
 
     bash run.sh python scripts/arith_edge_probe.py OUT_DIR
     bash run.sh python scripts/arith_edge_probe.py --overflow OUT_DIR
+    bash run.sh python scripts/arith_edge_probe.py --bands OUT_DIR
 
 The built-in hard split (eval/arith_hard.py HARD_BANDS) is mostly 2+3 and 3+3-digit sums the base
 model almost never solves. This one keeps a single band the base model solves about 6% of the
@@ -24,6 +25,11 @@ answer >= 1000) and `overflow_32` (3+2, answer >= 1000, none in the split).
 With `--deep K OUT_DIR` it samples every problem of the split K more times and writes the ones
 still never solved (`deep_train.jsonl`, `deep_test.jsonl`, `deep_measured.json`): a split whose
 true success is lower, for a Hard-Only that sees fewer positives.
+With `--bands OUT_DIR` it writes datasets for the built-in split (HARD_BANDS: 3+2, 2+3 and 3+3 sums,
+mostly far beyond the base model) instead: meta.n = 16 true-labelled sums drawn at random from each
+of BAND_SETS (none in that split), each measured the same way (`bands_measured.json`). They ask
+which band's sums move a student on problems its own RLVR barely moves (RESULTS.md: Hard-Only
+0.61% against the base model's 0.43% pass@1 at the large budget).
 With `--by-kind SAMPLES.jsonl ...` (files `soar eval` writes for the edge test split) it prints
 each file's correct samples by kind of problem: 4-digit answer, another carry, no carry.
 vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
@@ -118,6 +124,11 @@ def overflow_datasets(out: Path) -> None:
         pool = {p.problem: p for p in band_problems(Band(digits), 16384, MEASURE_SEED)
                 if int(p.answer) >= smallest and p.problem not in hard}
         chosen[name] = random.Random(f"arith-overflow:{name}").sample(list(pool.values()), N)
+    measure_and_write(out, "overflow_measured.json", chosen, task)
+
+
+def measure_and_write(out: Path, measured_file: str, chosen: dict[str, list], task: ArithTask) -> None:
+    """Sample each chosen sum MEASURE_SAMPLES times with the base model and write one dataset per name."""
     llm = start_engine(base_model_dir(), seed=0)
     try:
         correct = success_counts(llm, task, [p for rows in chosen.values() for p in rows], MEASURE_SAMPLES, 1.0, 16)
@@ -125,11 +136,26 @@ def overflow_datasets(out: Path) -> None:
         stop_engine(llm)
     measured = {name: [{"question": p.problem, "answer": p.answer, "success": correct[p.id] / MEASURE_SAMPLES}
                        for p in rows] for name, rows in chosen.items()}
-    (out / "overflow_measured.json").write_text(json.dumps(measured, indent=1) + "\n")
+    (out / measured_file).write_text(json.dumps(measured, indent=1) + "\n")
     for name, rows in chosen.items():
         write_jsonl(out / f"{name}.jsonl", [QAPair(p.problem, p.answer) for p in rows], task)
         mean = sum(m["success"] for m in measured[name]) / N
         print(f"{out / name}.jsonl: {N} true-labelled sums, mean base success {mean:.1%}")
+
+
+BAND_SETS = {"band_32": (3, 2), "band_23": (2, 3), "band_33": (3, 3), "band_13": (1, 3)}
+"""Dataset name -> band of the random true-labelled sums `--bands` writes for the built-in split."""
+
+
+def band_datasets(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    split = hard_split_dir()
+    hard = {p.problem for name in SPLIT_FILES.values() for p in load_problems(str(split / name))}
+    chosen = {}
+    for name, digits in BAND_SETS.items():
+        pool = {p.problem: p for p in band_problems(Band(digits), 4096, MEASURE_SEED) if p.problem not in hard}
+        chosen[name] = random.Random(f"arith-bands:{name}").sample(list(pool.values()), N)
+    measure_and_write(out, "bands_measured.json", chosen, ArithTask())
 
 
 def problem_kind(question: str) -> str:
@@ -177,6 +203,8 @@ if __name__ == "__main__":
         deep_split(int(sys.argv[2]), Path(sys.argv[3]))
     elif sys.argv[1] == "--by-kind":
         correct_by_kind([Path(arg) for arg in sys.argv[2:]])
+    elif sys.argv[1] == "--bands":
+        band_datasets(Path(sys.argv[2]))
     elif sys.argv[1] == "--overflow":
         overflow_datasets(Path(sys.argv[2]))
     else:
