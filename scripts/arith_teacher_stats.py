@@ -1,6 +1,6 @@
 """What a teacher of the arithmetic world writes: valid rate, band mix, right answers per band.
 
-    bash run.sh python scripts/arith_teacher_stats.py [SAMPLES] [OUT_DIR]
+    bash run.sh python scripts/arith_teacher_stats.py [SAMPLES] [OUT_DIR] [STEPS LR]
 
 Samples the base teacher (`builtin:arith`) and the pretrained one (`builtin:arith-teacher`,
 tasks/arith_model.py TeacherSettings) SAMPLES times each (default 512) at temperature 1 with the
@@ -8,6 +8,9 @@ quickstart's teacher budget of 64 tokens, parses every output with the task's te
 (eval/arith_hard.py teacher_stats) and prints one markdown table per teacher. With OUT_DIR it
 also writes each teacher's valid pairs as probe datasets of 16 rows (`<name>_<i>.jsonl`, the
 probe's format, meta/arith_probe.write_jsonl), in sampling order, for `soar probe --datasets`.
+With STEPS and LR it measures, in place of those two, the pretrained teacher built with that many
+steps at that peak lr (every other TeacherSettings field the default; cached under its own hash,
+built first if needed): RESULTS.md, "Longer builds".
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import write_jsonl
 from soar_orl.resolve import resolve_model
 from soar_orl.tasks.arith import ArithTask
+from soar_orl.tasks.arith_model import TeacherSettings, teacher_model_dir
 
 TEACHERS = {"base": "builtin:arith", "pretrained": "builtin:arith-teacher"}
 DATASETS, N = 3, 16
@@ -36,12 +40,12 @@ def table(name: str, stats) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(samples: int, out: Path | None) -> None:
+def main(samples: int, out: Path | None, teachers: dict[str, Path]) -> None:
     task = ArithTask()
-    for name, model in TEACHERS.items():
-        llm = start_engine(resolve_model(model), seed=0)
+    for name, folder in teachers.items():
+        llm = start_engine(folder, seed=0)
         try:
-            print(table(f"{name} ({model})", teacher_stats(llm, task, samples, TEACHER_MAX_TOKENS)))
+            print(table(f"{name} ({folder})", teacher_stats(llm, task, samples, TEACHER_MAX_TOKENS)))
             if out is not None:
                 texts = generate(llm, [task.teacher_prompt()], 4 * DATASETS * N, 1.0, TEACHER_MAX_TOKENS)[0]
                 pairs = [p for p in map(task.parse_teacher_output, texts) if isinstance(p, QAPair)]
@@ -54,4 +58,12 @@ def main(samples: int, out: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 512, Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    args = sys.argv[1:]
+    if len(args) == 4:
+        steps, lr = int(args[2]), float(args[3])
+        teachers = {f"pretrained-{steps}": teacher_model_dir(TeacherSettings(steps=steps, lr=lr))}
+    elif len(args) <= 2:
+        teachers = {name: resolve_model(model) for name, model in TEACHERS.items()}
+    else:
+        sys.exit(__doc__)
+    main(int(args[0]) if args else 512, Path(args[1]) if len(args) > 1 else None, teachers)
