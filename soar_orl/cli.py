@@ -261,8 +261,9 @@ def cmd_probe_datasets(args: argparse.Namespace) -> int:
 def _add_probe_parsers(commands) -> None:
     probe = commands.add_parser("probe", help="the recipe's inner job on datasets given as files: grounded reward and its noise")
     _add_recipe_args(probe)
-    probe.add_argument("--datasets", nargs="+", type=Path, required=True,
-                       help="JSONL files of {question (or problem), answer} rows; named by their file stem")
+    probe.add_argument("--datasets", nargs="+", required=True,
+                       help="JSONL files of {question (or problem), answer} rows, named by their file stem, "
+                            "or built-in sets (builtin:arith/edge_full_train), named by their split")
     probe.add_argument("--runs", type=int, default=1, help="trained students per dataset and Q_R draw")
     probe.add_argument("--q-r-draws", type=int, default=2, help="independent Q_R samples of data.hard_train")
     probe.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_OUTPUT_DIR/probe-RUN_NAME)")

@@ -15,8 +15,11 @@ noise the teacher's RLOO has to learn through.
 Each dataset is trained `--runs` times on each of `--q-r-draws` Q_R draws. A job's reward is its
 accuracy minus the baseline of its draw; a dataset's grounded reward is the mean over its jobs,
 reported with the std of one job's reward (the noise of one reward the teacher sees with
-meta.r = 1) and the standard error of the mean. Datasets are JSONL rows with the question under
-`question` (or `problem`) and the label under `answer`; other fields are ignored. Finished jobs
+meta.r = 1) and the standard error of the mean; with a sampled Q_R, also pass@k on Q_R from each
+job's correct samples per problem (so a long inner job on real problems, scored on the whole test
+split as its only Q_R draw, measures a student trained by the inner loop like `soar eval` would).
+Datasets are JSONL rows with the question under `question` (or `problem`) and the label under
+`answer` (other fields are ignored), or built-in problem sets. Finished jobs
 are kept in `jobs.jsonl` of the output folder under a hash of everything that decides them, so a
 stopped probe continues where it was, and a changed setting reruns only what it changes.
 """
@@ -34,7 +37,9 @@ from pathlib import Path
 
 from soar_orl.cache import content_hash
 from soar_orl.config import SoarConfig
+from soar_orl.eval.passk import pass_at_k_over_seeds
 from soar_orl.formats import QAPair
+from soar_orl.resolve import BUILTIN, resolve_problems
 
 log = logging.getLogger("soar")
 
@@ -58,7 +63,12 @@ class ProbeDataset:
 
 
 def load_dataset(path: str | Path) -> ProbeDataset:
-    """The (question, label) pairs of a JSONL file; a bad row is an error naming file and line."""
+    """The (question, label) pairs of a JSONL file, or of a built-in problem set
+    (`builtin:arith/edge_full_train`, named after its split); a bad row is an error naming file
+    and line."""
+    if str(path).startswith(BUILTIN):
+        problems = resolve_problems(str(path))
+        return ProbeDataset(str(path).rpartition("/")[2], str(path), tuple(QAPair(p.problem, p.answer) for p in problems))
     path = Path(path)
     pairs = []
     with path.open(encoding="utf-8") as lines:
@@ -214,6 +224,23 @@ def q_r_measure(setting: dict) -> str:
     return f"greedy Q_R accuracy (one problem = {1 / size:.4f})"
 
 
+def pass_at_k_table(datasets: Sequence[ProbeDataset], rows: Sequence[dict], samples: int) -> str | None:
+    """pass@k on Q_R (%) of the baseline and of each dataset's students, mean ± std over their
+    jobs, from each job's correct samples per problem; None when Q_R is scored greedily or a row
+    predates per-problem counts."""
+    if samples < 2 or any("correct_Q" not in row for row in rows):
+        return None
+    ks = sorted({k for k in (1, 8, samples) if k <= samples})
+    groups = [("baseline", None), *((d.name, d.name) for d in datasets)]
+    lines = ["| students | jobs | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|---:|" + "---:|" * len(ks)]
+    for label, name in groups:
+        correct_JP = [row["correct_Q"] for row in rows if row["dataset"] == name]
+        spread = pass_at_k_over_seeds(correct_JP, samples, ks)
+        lines.append(f"| {label} | {len(correct_JP)} | " + " | ".join(
+            f"{100 * spread[k].mean:.2f} ± {100 * spread[k].std:.2f}" for k in ks) + " |")
+    return "\n".join(lines)
+
+
 def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[ProbeDataset], rows: Sequence[dict],
                  draws: int, tau: float, overlap: dict[str, float], seconds: float) -> str:
     """probe.json and probe.md in out_dir; returns the markdown."""
@@ -230,6 +257,8 @@ def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[
         format_table(datasets, stats, tau, overlap),
         "Mean reward per Q_R draw:",
         format_per_draw(datasets, rows, draws),
+        *(["pass@k on Q_R (%, mean ± std over jobs; with one draw, over seeds):", table]
+          if (table := pass_at_k_table(datasets, rows, setting["student"].get("q_r_samples", 0))) else []),
         f"{len(job_seconds)} trained jobs, {sum(job_seconds) / max(1, len(job_seconds)):.1f} s each on average "
         f"(worker time); this invocation took {seconds:.0f} s.",
     ]) + "\n"
@@ -262,7 +291,7 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
 
     from soar_orl.backend import init_ray, resolve_backend
     from soar_orl.meta.pool import StudentPool
-    from soar_orl.resolve import resolve_model, resolve_problems
+    from soar_orl.resolve import resolve_model
     from soar_orl.student.worker import StudentJob, WorkerSpec
 
     started = time.perf_counter()
@@ -304,7 +333,8 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
                 for job, future in futures:
                     result = future.result()
                     row = {"key": keys[job.job_id], **asdict(job), "accuracy": result.accuracy,
-                           "correct": sum(result.correct_Q), "seconds": sum(result.timings.values()),
+                           "correct": sum(result.correct_Q), "correct_Q": result.correct_Q,
+                           "seconds": sum(result.timings.values()),
                            "train_reward_first": result.steps[0].reward_mean if result.steps else None,
                            "train_reward_last": result.steps[-1].reward_mean if result.steps else None}
                     handle.write(json.dumps(row) + "\n")

@@ -41,6 +41,7 @@ def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path:
     jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert [(job["dataset"], job["steps"]) for job in jobs] == [(None, 0), ("right", 2), ("wrong", 2)]
     assert all(job["correct"] == round(job["accuracy"] * Q_R_SIZE * Q_R_SAMPLES) for job in jobs)
+    assert all(len(job["correct_Q"]) == Q_R_SIZE and sum(job["correct_Q"]) == job["correct"] for job in jobs)
     report = json.loads((out / "probe.json").read_text())
     baseline = jobs[0]["accuracy"]
     for job in jobs[1:]:
@@ -48,6 +49,7 @@ def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path:
         assert stats["jobs"] == 1 and stats["mean"] == pytest.approx(job["accuracy"] - baseline)
         assert stats["std"] is None and not stats["clearly_above_tau"]  # one job has no spread
     assert "| right | 8 | 1 |" in result.stdout and "| wrong | 8 | 1 |" in result.stdout
+    assert f"| students | jobs | pass@1 | pass@{Q_R_SAMPLES} |" in result.stdout  # from the per-problem counts
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -14,6 +14,7 @@ from soar_orl.meta.probe import (
     dataset_stats,
     job_key,
     load_dataset,
+    pass_at_k_table,
     plan_jobs,
     q_r_draws,
     read_finished,
@@ -37,6 +38,14 @@ def test_load_dataset_reads_question_or_problem_and_names_bad_lines(tmp_path):
         load_dataset(write(tmp_path / "bad.jsonl", [{"question": "1+2", "answer": 3}, {"q": "x", "answer": 1}]))
     with pytest.raises(ValueError, match="no rows"):
         load_dataset(write(tmp_path / "empty.jsonl", []))
+
+
+def test_load_dataset_reads_a_builtin_set_named_after_its_split():
+    data = load_dataset("builtin:arith/edge_train")  # the committed artifact: no engine runs
+    assert data.name == "edge_train" and len(data.pairs) == 174
+    assert all(parse_sum(pair.question) for pair in data.pairs)
+    with pytest.raises(ValueError, match="unknown built-in problem set"):
+        load_dataset("builtin:arith/nope")
 
 
 def test_dataset_names_must_differ():
@@ -116,6 +125,24 @@ def test_report_files(tmp_path):
     setting["student"]["q_r_samples"] = 8
     sampled = write_report(tmp_path, "x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0}, 3.0)
     assert "reward = mean success of 8 samples per Q_R problem (one sample = 0.03125)" in sampled
+    assert "pass@k on Q_R" not in sampled  # rows without per-problem counts
+    counted = write_report(tmp_path, "x", setting, datasets, [row | {"correct_Q": [2]} for row in rows], 1, 0.01,
+                           {"a": 0.0, "b": 1.0}, 3.0)
+    assert "pass@k on Q_R" in counted and "| b | 2 | 25.00 ± 0.00 | 100.00 ± 0.00 |" in counted
+
+
+def test_pass_at_k_table_over_jobs_from_per_problem_counts():
+    datasets = [ProbeDataset("a", "a.jsonl", (QAPair("1+1", "2"),))]
+    rows = [{"dataset": None, "draw": 0, "correct_Q": [0, 4]},
+            {"dataset": "a", "draw": 0, "correct_Q": [4, 4]}, {"dataset": "a", "draw": 0, "correct_Q": [0, 0]}]
+    table = pass_at_k_table(datasets, rows, 4)
+    assert table.splitlines()[0] == "| students | jobs | pass@1 | pass@4 |"
+    assert "| baseline | 1 | 50.00 ± 0.00 | 50.00 ± 0.00 |" in table
+    assert "| a | 2 | 50.00 ± 70.71 | 50.00 ± 70.71 |" in table  # one job all right, one all wrong
+    rows[0]["correct_Q"] = [1, 0]
+    assert "| baseline | 1 | 12.50 ± 0.00 | 50.00 ± 0.00 |" in pass_at_k_table(datasets, rows, 4)
+    assert pass_at_k_table(datasets, rows, 1) is None  # greedy or one sample: no pass@k
+    assert pass_at_k_table(datasets, [*rows[:2], {"dataset": "a", "draw": 0}], 4) is None  # an old row
 
 
 def test_read_finished_by_key(tmp_path):
