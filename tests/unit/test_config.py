@@ -69,6 +69,7 @@ def test_overrides_are_typed_and_nested():
         (["pools.gpus_per_student_worker=3", "pools.student_gpus=20"], "must be a multiple of pools.gpus_per_student_worker"),
         (["pools.teacher_vllm_engines=9"], "pools.teacher_vllm_engines (9) cannot exceed pools.teacher_gpus (8)"),
         (["meta.mode=oracle"], "data.full_train is required by meta.mode=oracle"),
+        (["meta.mode=hard_only", "student.lora.rank=8"], "student.lora.rank=8 in meta.mode=hard_only: the RLVR baselines"),
         (["student.reward.wrong=2"], "student.reward: reward levels must satisfy correct >= unverified"),
         (["pools.share_gpu=true"], "needs pools.teacher_gpus, student_gpus, teacher_vllm_engines, gpus_per_student_worker"),
         (["meta.g"], "must look like key.sub=value"),
