@@ -30,21 +30,30 @@ mostly far beyond the base model) instead: meta.n = 16 true-labelled sums drawn 
 of BAND_SETS (none in that split), each measured the same way (`bands_measured.json`). They ask
 which band's sums move a student on problems its own RLVR barely moves (RESULTS.md: Hard-Only
 0.61% against the base model's 0.43% pass@1 at the large budget).
-With `--by-kind SAMPLES.jsonl ...` (files `soar eval` writes for the edge test split) it prints
-each file's correct samples by kind of problem: 4-digit answer, another carry, no carry.
+With `--by-kind SAMPLES.jsonl ...` (files `soar eval` writes for the edge or built-in split, gzipped
+or not) it prints each file's correct samples by kind of problem: 4-digit answer, another carry, no
+carry; with `--by-band SAMPLES.jsonl ...`, by band (3+2, 2+3, 3+3).
 vLLM sampling on CPU is not bit-reproducible, so a second run picks other stones: RESULTS.md's
 numbers come from the files committed in docs/probe/edge/.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
 import sys
 from pathlib import Path
 
-from soar_orl.eval.arith_hard import EDGE_SPLIT, SPLIT_FILES, SUMMARY_FILE, hard_split_dir, success_counts
+from soar_orl.eval.arith_hard import (
+    EDGE_SPLIT,
+    SPLIT_FILES,
+    SUMMARY_FILE,
+    HardSplitSettings,
+    hard_split_dir,
+    success_counts,
+)
 from soar_orl.eval.sampling import start_engine, stop_engine
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import select_stones, wrong_label, write_jsonl
@@ -163,21 +172,30 @@ def problem_kind(question: str) -> str:
     return "4-digit answer" if pattern[-1] else "carry" if any(pattern) else "no carry"
 
 
-def correct_by_kind(sample_files: list[Path]) -> None:
-    problems = {p.id: p.problem for name in SPLIT_FILES.values()
-                for p in load_problems(str(hard_split_dir(settings=EDGE_SPLIT) / name))}
+def problem_band(question: str) -> str:
+    a, b = question.split("+")
+    return f"{len(a)}+{len(b)}"
+
+
+def correct_by(sample_files: list[Path], classify) -> None:
+    """Each samples file's correct samples, tallied by `classify(question)`. The files are those
+    `soar eval` writes (gzipped or not) for the edge split or the built-in split."""
+    problems = {p.id: p.problem for settings in (EDGE_SPLIT, HardSplitSettings()) for name in SPLIT_FILES.values()
+                for p in load_problems(str(hard_split_dir(settings=settings) / name))}
     for path in sample_files:
-        counts: dict[str, list[int]] = {}  # kind -> [problems, samples, correct, solved]
-        for line in path.read_text().splitlines():
+        text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+        counts: dict[str, list[int]] = {}  # class -> [problems, samples, correct, solved]
+        for line in text.splitlines():
             row = json.loads(line)
-            tally = counts.setdefault(problem_kind(problems[row["id"]]), [0, 0, 0, 0])
+            tally = counts.setdefault(classify(problems[row["id"]]), [0, 0, 0, 0])
             right = sum(row["correct"])
             tally[0] += 1
             tally[1] += len(row["correct"])
             tally[2] += right
             tally[3] += right > 0
-        print(path, "; ".join(f"{kind}: {n} problems, {right} of {samples} samples correct, {solved} solved"
-                              for kind, (n, samples, right, solved) in sorted(counts.items())))
+        print(path, "; ".join(f"{name}: {n} problems, {right} of {samples} samples correct "
+                              f"({100 * right / samples:.2f}%), {solved} solved"
+                              for name, (n, samples, right, solved) in sorted(counts.items())))
 
 
 def deep_split(k: int, out: Path) -> None:
@@ -201,8 +219,8 @@ def deep_split(k: int, out: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--deep":
         deep_split(int(sys.argv[2]), Path(sys.argv[3]))
-    elif sys.argv[1] == "--by-kind":
-        correct_by_kind([Path(arg) for arg in sys.argv[2:]])
+    elif sys.argv[1] in ("--by-kind", "--by-band"):
+        correct_by([Path(arg) for arg in sys.argv[2:]], problem_kind if sys.argv[1] == "--by-kind" else problem_band)
     elif sys.argv[1] == "--bands":
         band_datasets(Path(sys.argv[2]))
     elif sys.argv[1] == "--overflow":
