@@ -224,13 +224,15 @@ def q_r_measure(setting: dict) -> str:
     return f"greedy Q_R accuracy (one problem = {1 / size:.4f})"
 
 
-def pass_at_k_table(datasets: Sequence[ProbeDataset], rows: Sequence[dict], samples: int) -> str | None:
+def pass_at_k_table(datasets: Sequence[ProbeDataset], rows: Sequence[dict], samples: int,
+                    ks: Sequence[int]) -> str | None:
     """pass@k on Q_R (%) of the baseline and of each dataset's students, mean ± std over their
-    jobs, from each job's correct samples per problem; None when Q_R is scored greedily or a row
-    predates per-problem counts."""
+    jobs, from each job's correct samples per problem, at each of `ks` (the recipe's
+    evaluation.ks) that the samples allow and at k = samples; None when Q_R is scored greedily or
+    a row predates per-problem counts."""
     if samples < 2 or any("correct_Q" not in row for row in rows):
         return None
-    ks = sorted({k for k in (1, 8, samples) if k <= samples})
+    ks = sorted({k for k in (*ks, samples) if k <= samples})
     groups = [("baseline", None), *((d.name, d.name) for d in datasets)]
     lines = ["| students | jobs | " + " | ".join(f"pass@{k}" for k in ks) + " |", "|---|---:|" + "---:|" * len(ks)]
     for label, name in groups:
@@ -242,8 +244,10 @@ def pass_at_k_table(datasets: Sequence[ProbeDataset], rows: Sequence[dict], samp
 
 
 def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[ProbeDataset], rows: Sequence[dict],
-                 draws: int, tau: float, overlap: dict[str, float], seconds: float) -> str:
-    """probe.json and probe.md in out_dir; returns the markdown."""
+                 draws: int, tau: float, overlap: dict[str, float], seconds: float, ks: Sequence[int]) -> str:
+    """probe.json and probe.md in out_dir; returns the markdown. `ks`: the pass@k columns (the
+    recipe's evaluation.ks), passed apart from `setting` because they do not change a job (the
+    setting is part of every job's resume key)."""
     stats = dataset_stats(rows, [d.name for d in datasets])
     job_seconds = [row["seconds"] for row in rows if row["dataset"] is not None]
     markdown = "\n\n".join([
@@ -258,7 +262,7 @@ def write_report(out_dir: Path, command: str, setting: dict, datasets: Sequence[
         "Mean reward per Q_R draw:",
         format_per_draw(datasets, rows, draws),
         *(["pass@k on Q_R (%, mean ± std over jobs; with one draw, over seeds):", table]
-          if (table := pass_at_k_table(datasets, rows, setting["student"].get("q_r_samples", 0))) else []),
+          if (table := pass_at_k_table(datasets, rows, setting["student"].get("q_r_samples", 0), ks)) else []),
         f"{len(job_seconds)} trained jobs, {sum(job_seconds) / max(1, len(job_seconds)):.1f} s each on average "
         f"(worker time); this invocation took {seconds:.0f} s.",
     ]) + "\n"
@@ -349,4 +353,4 @@ def run_probe(cfg: SoarConfig, dataset_paths: Sequence[str | Path], runs: int, d
     overlap = {d.name: sum(len({p.question for p in d.pairs} & {p.question for p in q_r}) for q_r in draws_D) / draws
                for d in datasets}
     return write_report(out_dir, command, setting, datasets, rows, draws, cfg.meta.tau, overlap,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, cfg.evaluation.ks)

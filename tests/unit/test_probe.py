@@ -115,7 +115,8 @@ def test_report_files(tmp_path):
     rows += [{"dataset": name, "draw": 0, "run": j, "accuracy": acc, "seconds": 2.0}
              for name, accs in (("a", (0.5, 0.5)), ("b", (0.25, 0.0))) for j, acc in enumerate(accs)]
     setting = {"student": {"inner_steps": 8, "batch_prompts": 8, "group_size": 4, "lr": 1e-3}, "q_r_size": 4}
-    markdown = write_report(tmp_path, "bash run.sh probe x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0}, 3.0)
+    markdown = write_report(tmp_path, "bash run.sh probe x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0},
+                            3.0, (1, 8))
     assert "| a | 1 | 2 | 0.5000 | 0.2500 | +0.2500 | 0.0000 | 0.0000 | yes | 0.0 |" in markdown
     assert "| b | 1 | 2 | 0.1250 | 0.2500 | -0.1250 |" in markdown
     saved = json.loads((tmp_path / "probe.json").read_text())
@@ -123,11 +124,11 @@ def test_report_files(tmp_path):
     assert (tmp_path / "probe.md").read_text() == markdown
     assert "reward = greedy Q_R accuracy (one problem = 0.2500)" in markdown
     setting["student"]["q_r_samples"] = 8
-    sampled = write_report(tmp_path, "x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0}, 3.0)
+    sampled = write_report(tmp_path, "x", setting, datasets, rows, 1, 0.01, {"a": 0.0, "b": 1.0}, 3.0, (1, 8))
     assert "reward = mean success of 8 samples per Q_R problem (one sample = 0.03125)" in sampled
     assert "pass@k on Q_R" not in sampled  # rows without per-problem counts
     counted = write_report(tmp_path, "x", setting, datasets, [row | {"correct_Q": [2]} for row in rows], 1, 0.01,
-                           {"a": 0.0, "b": 1.0}, 3.0)
+                           {"a": 0.0, "b": 1.0}, 3.0, (1, 8))
     assert "pass@k on Q_R" in counted and "| b | 2 | 25.00 ± 0.00 | 100.00 ± 0.00 |" in counted
 
 
@@ -135,14 +136,15 @@ def test_pass_at_k_table_over_jobs_from_per_problem_counts():
     datasets = [ProbeDataset("a", "a.jsonl", (QAPair("1+1", "2"),))]
     rows = [{"dataset": None, "draw": 0, "correct_Q": [0, 4]},
             {"dataset": "a", "draw": 0, "correct_Q": [4, 4]}, {"dataset": "a", "draw": 0, "correct_Q": [0, 0]}]
-    table = pass_at_k_table(datasets, rows, 4)
-    assert table.splitlines()[0] == "| students | jobs | pass@1 | pass@4 |"
+    table = pass_at_k_table(datasets, rows, 4, (1, 8))
+    assert table.splitlines()[0] == "| students | jobs | pass@1 | pass@4 |"  # pass@8 needs 8 samples
+    assert pass_at_k_table(datasets, rows, 4, (2,)).splitlines()[0] == "| students | jobs | pass@2 | pass@4 |"
     assert "| baseline | 1 | 50.00 ± 0.00 | 50.00 ± 0.00 |" in table
     assert "| a | 2 | 50.00 ± 70.71 | 50.00 ± 70.71 |" in table  # one job all right, one all wrong
     rows[0]["correct_Q"] = [1, 0]
-    assert "| baseline | 1 | 12.50 ± 0.00 | 50.00 ± 0.00 |" in pass_at_k_table(datasets, rows, 4)
-    assert pass_at_k_table(datasets, rows, 1) is None  # greedy or one sample: no pass@k
-    assert pass_at_k_table(datasets, [*rows[:2], {"dataset": "a", "draw": 0}], 4) is None  # an old row
+    assert "| baseline | 1 | 12.50 ± 0.00 | 50.00 ± 0.00 |" in pass_at_k_table(datasets, rows, 4, (1,))
+    assert pass_at_k_table(datasets, rows, 1, (1,)) is None  # greedy or one sample: no pass@k
+    assert pass_at_k_table(datasets, [*rows[:2], {"dataset": "a", "draw": 0}], 4, (1,)) is None  # an old row
 
 
 def test_read_finished_by_key(tmp_path):
