@@ -17,8 +17,9 @@ alone on idle cores, as the base model was: with other threads its numbers diffe
 the 2-digit bands "click" before the last step depends on them). It measures the sampled
 success of each band in MEASURED_BANDS (fresh sums, temperature 1), then fine-tunes a copy on true
 answers of one band (FINE_TUNE_BANDS, supervised: a cheap stand-in for RLOO on true-labelled data,
-the same for both orders) and measures again; it also samples the base model as the teacher and counts, per band, the pairs it
-writes and those with the right answer. It writes `transfer-ORDER.json` and prints a table per
+the same for both orders; half of each batch replays the base model's own mix) and measures again.
+It also samples the base model as the teacher and counts, per band, the pairs it writes and those
+with the right answer. It writes `transfer-ORDER.json` and prints a table per
 order: rows = fine-tuned band, columns = measured band.
 
 Pure torch and transformers (Hugging Face sampling, no vLLM): an exploration to decide whether a
@@ -38,7 +39,7 @@ import torch
 
 from soar_orl.chat import chat_prompt
 from soar_orl.formats import QAPair, extract_last_boxed, format_teacher_output
-from soar_orl.tasks.arith import ArithTask, Band, sample_expression
+from soar_orl.tasks.arith import ArithTask, Band, parse_sum, sample_expression
 from soar_orl.tasks.arith_model import PretrainSettings, _examples, _train, base_model_dir, world_chars
 from soar_orl.tiny_model import make_tiny_llama
 
@@ -70,7 +71,12 @@ def written(value: int, order: str) -> str:
     return str(value) if order == "msd" else str(value)[::-1]
 
 
-def reorder(examples: list[tuple[str, str]], order: str, task: ArithTask, teacher: bool) -> list[tuple[str, str]]:
+def boxed(value: int, order: str) -> str:
+    """The student's graded response in the world of `order` (tasks/arith.py student_answer's form)."""
+    return f"\\boxed{{{written(value, order)}}}"
+
+
+def reorder(examples: list[tuple[str, str]], order: str, teacher: bool) -> list[tuple[str, str]]:
     """The base model's examples with their answers rewritten in `order` (sums recomputed)."""
     out = []
     for prompt, response in examples:
@@ -79,7 +85,7 @@ def reorder(examples: list[tuple[str, str]], order: str, task: ArithTask, teache
             question = response.split("<question>")[1].split("</question>")[0]
             out.append((prompt, format_teacher_output(QAPair(question, written(value, order)))))
         else:
-            out.append((prompt, f"\\boxed{{{written(value, order)}}}"))
+            out.append((prompt, boxed(value, order)))
     return out
 
 
@@ -91,8 +97,8 @@ def pretrain(out: Path, order: str, task: ArithTask) -> None:
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
         return [
-            reorder(_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False), order, task, False),
-            reorder(_examples(task, settings, rng, n_teacher, teacher=True), order, task, True),
+            reorder(_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False), order, False),
+            reorder(_examples(task, settings, rng, n_teacher, teacher=True), order, True),
         ]
 
     rng = random.Random(f"arith-pretrain:{settings.seed}")  # the same draws as builtin:arith
@@ -107,10 +113,10 @@ def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) ->
     replayed = round(settings.batch_size * settings.replay_share)
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
-        rows = reorder(_examples(task, PretrainSettings(), rng, replayed, teacher=False), order, task, False)
+        rows = reorder(_examples(task, PretrainSettings(), rng, replayed, teacher=False), order, False)
         for _ in range(settings.batch_size - replayed):
             question, value = sample_expression(band, rng)
-            rows.append((task.student_prompt(question), f"\\boxed{{{written(value, order)}}}"))
+            rows.append((task.student_prompt(question), boxed(value, order)))
         return [rows]
 
     _train(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
@@ -160,9 +166,10 @@ def teacher_right(folder: Path, order: str, task: ArithTask, samples: int = 512)
     counts: dict[str, list[int]] = {}
     for text in tokenizer.batch_decode(generated[:, batch.input_ids.shape[1]:], skip_special_tokens=True):
         pair = task.parse_teacher_output(text)
-        if not isinstance(pair, QAPair) or pair.question.count("+") != 1 or not pair.question.replace("+", "").isdigit():
+        operands = parse_sum(pair.question) if isinstance(pair, QAPair) else None
+        if operands is None or len(operands) != 2:
             continue
-        a, b = pair.question.split("+")
+        a, b = operands
         entry = counts.setdefault(f"{len(a)}+{len(b)}", [0, 0])
         entry[0] += 1
         entry[1] += pair.answer == written(int(a) + int(b), order)
@@ -171,7 +178,6 @@ def teacher_right(folder: Path, order: str, task: ArithTask, samples: int = 512)
 
 def main(out: Path, orders: list[str]) -> None:
     task = ArithTask()
-    results = {}
     for order in orders:
         started = time.monotonic()
         base = base_model_dir() if order == "msd" else out / f"base-{order}"
@@ -184,7 +190,6 @@ def main(out: Path, orders: list[str]) -> None:
             if not (tuned / "model.safetensors").exists():
                 fine_tune(base, tuned, band, order, task)
             rows[f"fine-tuned on {band.name}"] = success(tuned, order, task)
-        results[order] = rows
         (out / f"transfer-{order}.json").write_text(json.dumps({**rows, "teacher": teacher}, indent=1) + "\n")
         header = " | ".join(b.name for b in MEASURED_BANDS)
         print(f"\n{order} ({time.monotonic() - started:.0f} s): success per sample (%), {SAMPLES} samples of "
