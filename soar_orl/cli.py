@@ -6,7 +6,7 @@
     soar bench student-pool [--jobs N ...]   persistent student pool vs fresh engines per job
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
     soar bench sampling [--engines 1 2 ...]  the sampling service on 1 vs 2 engines: samples per second
-    soar pretrain-arith [--rebuild]          the arithmetic world: base model, its measures, hard split
+    soar pretrain-arith [--world W] [--rebuild]  the arithmetic world: base model, its measures, hard split
     soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable, over --gpus
     soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds, resumable
     soar questions RUN_DIR [--solver M]      Vendi, duplicates, answer agreement of a run's questions
@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from soar_orl.config import ConfigError, dump_config, load_config
+from soar_orl.tasks import ARITH_TASKS, TASK_NAMES
 
 
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_pretrain_arith(args: argparse.Namespace) -> int:
     from soar_orl.eval.arith_hard import pretrain_arith
 
-    return pretrain_arith(rebuild=args.rebuild)
+    return pretrain_arith(args.world, rebuild=args.rebuild)
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
@@ -155,7 +156,7 @@ def _refusal_is_an_error():
 def _add_eval_parsers(commands) -> None:
     def sampling_args(parser: argparse.ArgumentParser, max_tokens: int, shard_size: int) -> None:
         parser.add_argument("--model", required=True, help="HF folder, hub name, or builtin:arith / builtin:smollm2")
-        parser.add_argument("--task", choices=("math", "arith"), default="math")
+        parser.add_argument("--task", choices=TASK_NAMES, default="math")
         parser.add_argument("--out", type=Path, required=True, help="output folder (a rerun continues it)")
         parser.add_argument("--temperature", type=float, default=1.0)
         parser.add_argument("--max-tokens", type=int, default=max_tokens, help="longest sampled answer")
@@ -252,7 +253,7 @@ def cmd_probe_datasets(args: argparse.Namespace) -> int:
     from soar_orl.meta.arith_probe import write_probe_datasets
 
     cfg = load_config(args.recipe, args.overrides)
-    if cfg.data.task != "arith":
+    if cfg.data.task not in ARITH_TASKS:
         raise SystemExit(f"error: probe-datasets knows the arithmetic world only, {args.recipe} has data.task={cfg.data.task}")
     print(write_probe_datasets(cfg, args.out))
     return 0
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain (or load from cache) the arithmetic world's base model, report its accuracy per "
         "band and the teacher's valid rate, build (or load) its fail@k hard split",
     )
+    arith.add_argument("--world", choices=tuple(ARITH_TASKS), default="arith",
+                       help="which base model: `arith-lsd` answers units first (builtin:arith-lsd)")
     arith.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
     arith.set_defaults(func=cmd_pretrain_arith)
     quest = commands.add_parser("questions", help="diversity (Vendi, duplicates) and answer agreement of a run's questions")

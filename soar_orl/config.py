@@ -64,8 +64,10 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    task: Literal["math", "arith"] = "math"
-    """Problem world: `math` (MATH/HARP/OlympiadBench, Math-Verify) or `arith` (embedded default)."""
+    task: Literal["math", "arith", "arith-lsd"] = "math"
+    """Problem world: `math` (MATH/HARP/OlympiadBench, Math-Verify), `arith` (embedded default)
+    or `arith-lsd` (the same sums answered units first; tasks/arith.py). Same list as
+    tasks.TASK_NAMES."""
     hard_train: str = "data/math_hard/train.jsonl"
     """The fail@k hard train split (Q_R is sampled from it), made by `soar filter`."""
     hard_test: str = "data/math_hard/test.jsonl"

@@ -1,12 +1,14 @@
 """Recipe names -> local paths: models and problem sets, including the embedded `builtin:` ones.
 
 Models: `builtin:arith` is the arithmetic world's base model (pretrained on first use, then
-loaded from the cache), `builtin:arith-teacher` that model continued on teacher examples with
+loaded from the cache), `builtin:arith-lsd` the same world's model answering units first (task
+`arith-lsd`, tasks/arith.py), `builtin:arith-teacher` that model continued on teacher examples with
 right answers (tasks/arith_model.py TeacherSettings; a teacher only, the student stays
 `builtin:arith`); `builtin:smollm2` is SmolLM2-135M-Instruct (soar_orl/pretrained.py).
 Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the arithmetic world's
 fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
-`edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py).
+`edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py);
+`builtin:arith-lsd/NAME` the same sets filtered with `builtin:arith-lsd`.
 Any other value is a local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 """
 
@@ -21,11 +23,13 @@ BUILTIN = "builtin:"
 def resolve_model(name: str) -> str:
     if not name.startswith(BUILTIN):
         return name
+    from soar_orl.tasks.arith_model import WORLDS
+
     world = name.removeprefix(BUILTIN)
-    if world == "arith":
+    if world in WORLDS:
         from soar_orl.tasks.arith_model import base_model_dir
 
-        return str(base_model_dir())
+        return str(base_model_dir(WORLDS[world]))
     if world == "arith-teacher":
         from soar_orl.tasks.arith_model import teacher_model_dir
 
@@ -34,16 +38,18 @@ def resolve_model(name: str) -> str:
         from soar_orl.pretrained import smollm2_dir
 
         return str(smollm2_dir())
-    raise ValueError(f"unknown built-in model {name!r} (known: builtin:arith, builtin:arith-teacher, builtin:smollm2)")
+    known = [f"{BUILTIN}{world}" for world in [*WORLDS, "arith-teacher", "smollm2"]]
+    raise ValueError(f"unknown built-in model {name!r} (known: {', '.join(known)})")
 
 
 def resolve_problems(source: str) -> list[Problem]:
     if not source.startswith(BUILTIN):
         return load_problems(source)
     from soar_orl.eval.arith_hard import BUILTIN_SETS, builtin_problem_set
+    from soar_orl.tasks.arith_model import WORLDS
 
     world, _, split = source.removeprefix(BUILTIN).partition("/")
-    if world == "arith" and split in BUILTIN_SETS:
-        return builtin_problem_set(split)
-    known = ", ".join(f"builtin:arith/{name}" for name in BUILTIN_SETS)
+    if world in WORLDS and split in BUILTIN_SETS:
+        return builtin_problem_set(world, split)
+    known = ", ".join(f"{BUILTIN}{world}/{name}" for world in WORLDS for name in BUILTIN_SETS)
     raise ValueError(f"unknown built-in problem set {source!r} (known: {known})")

@@ -15,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from soar_orl.tasks import TASK_NAMES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engines", type=int, nargs="+", default=[1, 2], help="engine counts to compare")
     parser.add_argument("--model", default="builtin:arith")
-    parser.add_argument("--task", choices=("math", "arith"), default="arith")
+    parser.add_argument("--task", choices=TASK_NAMES, default="arith")
     parser.add_argument("--problems", default="builtin:arith/hard_test")
     parser.add_argument("--limit", type=int, default=64, help="first N problems")
     parser.add_argument("--samples", type=int, default=32, help="samples per problem")

@@ -29,8 +29,10 @@ from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum
 from soar_orl.tasks.arith_model import (
     SETTINGS_FILE,
     WORLD_VERSION,
+    WORLDS,
     PretrainSettings,
     base_model_dir,
+    world_task,
 )
 from soar_orl.tasks.base import Problem
 from soar_orl.tasks.problems import load_problems, write_problems
@@ -70,7 +72,8 @@ about 6% of the time per sample) that it solved 0/64, beside sums of the same ba
 solves. On it, true-labelled carrying sums of the band raise the student's success on the hard
 problems and wrong labels do not (RESULTS.md, issue 18 rung 2); on the default split, mostly
 2+3 and 3+3 sums far beyond the base model, no dataset does."""
-# `builtin:arith/NAME` problem sets: NAME -> (split settings, which part).
+# `builtin:WORLD/NAME` problem sets (WORLD: a key of tasks/arith_model.py WORLDS, whose base
+# model the split is filtered with): NAME -> (split settings, which part).
 BUILTIN_SETS = {
     "hard_train": (HardSplitSettings(), "hard_train"),
     "hard_test": (HardSplitSettings(), "hard_test"),
@@ -158,20 +161,24 @@ def hard_pool(settings: HardSplitSettings) -> list[Problem]:
     return list(pool.values())
 
 
-def full_train_problems(settings: HardSplitSettings | None = None) -> list[Problem]:
+def full_train_problems(
+    settings: HardSplitSettings | None = None, model: PretrainSettings | None = None
+) -> list[Problem]:
     """The world's "full real training set" (meta.mode=oracle): the whole pool, solved or not,
     except the hard test split, as MATH's train split holds everything but the test problems."""
     settings = settings or HardSplitSettings()
-    test_ids = {p.id for p in load_problems(str(hard_split_dir(settings=settings) / SPLIT_FILES["hard_test"]))}
+    test_file = hard_split_dir(model, settings) / SPLIT_FILES["hard_test"]
+    test_ids = {p.id for p in load_problems(str(test_file))}
     return [p for p in hard_pool(settings) if p.id not in test_ids]
 
 
-def builtin_problem_set(name: str) -> list[Problem]:
-    """The problems of `builtin:arith/NAME` (BUILTIN_SETS), building the split on first use."""
+def builtin_problem_set(world: str, name: str) -> list[Problem]:
+    """The problems of `builtin:WORLD/NAME` (BUILTIN_SETS), building the split on first use."""
     settings, part = BUILTIN_SETS[name]
+    model = WORLDS[world]
     if part == "full_train":
-        return full_train_problems(settings)
-    return load_problems(str(hard_split_dir(settings=settings) / SPLIT_FILES[part]))
+        return full_train_problems(settings, model)
+    return load_problems(str(hard_split_dir(model, settings) / SPLIT_FILES[part]))
 
 
 def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSettings) -> None:
@@ -207,14 +214,14 @@ def hard_split_dir(
     The build starts its own engine seeded with `settings.seed`: sharing an engine that has
     already sampled would make the split depend on what was sampled before.
     """
-    settings = settings or HardSplitSettings()
+    settings, model = settings or HardSplitSettings(), model or PretrainSettings()
     model_dir = base_model_dir(model)
     key = {"world_version": WORLD_VERSION, "model": model_dir.name, "settings": asdict(settings)}
 
     def build(out_dir: Path) -> None:
         llm = start_engine(model_dir, seed=settings.seed)
         try:
-            build_hard_split(out_dir, llm, ArithTask(), settings)
+            build_hard_split(out_dir, llm, world_task(model), settings)
         finally:
             stop_engine(llm)
 
@@ -224,9 +231,13 @@ def hard_split_dir(
 # ---------------------------------------------------------------------------- `soar pretrain-arith`
 
 
-def pretrain_arith(rebuild: bool = False, report_problems: int = 200, teacher_samples: int = 256) -> int:
-    """Pretrain (or load) the base model, measure it, build (or load) its hard split, print all."""
-    model_dir = base_model_dir(rebuild=rebuild)
+def pretrain_arith(
+    world: str = "arith", rebuild: bool = False, report_problems: int = 200, teacher_samples: int = 256
+) -> int:
+    """Pretrain (or load) the base model of `world` (WORLDS), measure it, build (or load) its
+    hard split, print all."""
+    pretrained = WORLDS[world]
+    model_dir = base_model_dir(pretrained, rebuild=rebuild)
     record = json.loads((model_dir / SETTINGS_FILE).read_text())
     print(
         f"base model  {model_dir}\n"
@@ -234,10 +245,9 @@ def pretrain_arith(rebuild: bool = False, report_problems: int = 200, teacher_sa
         f"pretrained in {record['seconds']:.0f} s ({record['cpu_seconds']:.0f} s CPU), "
         f"final loss {record['final_loss']:.4f}"
     )
-    split_dir = hard_split_dir(rebuild=rebuild)
+    split_dir = hard_split_dir(pretrained, rebuild=rebuild)
     llm = start_engine(model_dir)
-    task = ArithTask()
-    pretrained, hard = PretrainSettings(), HardSplitSettings().bands
+    task, hard = world_task(pretrained), HardSplitSettings().bands
     bands = sorted(
         {*pretrained.easy_bands, *pretrained.edge_bands, *UNSEEN_BANDS},
         key=lambda b: (len(b.digits), b.size, b.digits),

@@ -108,9 +108,9 @@ def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
     from soar_orl.eval.arith_hard import success_counts
     from soar_orl.eval.sampling import generate, start_engine, stop_engine
     from soar_orl.resolve import resolve_model, resolve_problems
-    from soar_orl.tasks.arith import ArithTask
+    from soar_orl.tasks import build_task
 
-    n, task = cfg.meta.n, ArithTask()
+    n, task = cfg.meta.n, build_task(cfg.data.task)
     hard_train = resolve_problems(cfg.data.hard_train)
     hard_test = resolve_problems(cfg.data.hard_test)
     hard_expressions = {p.problem for p in [*hard_train, *hard_test]}

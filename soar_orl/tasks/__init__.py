@@ -8,14 +8,20 @@ if TYPE_CHECKING:
     from soar_orl.tasks.base import Task
 
 
+# `data.task` values (config.py DataConfig.task lists the same): the arithmetic tasks differ
+# only in the order their answers are written (tasks/arith.py).
+ARITH_TASKS = {"arith": "msd", "arith-lsd": "lsd"}
+TASK_NAMES = ("math", *ARITH_TASKS)
+
+
 def build_task(name: str) -> Task:
     """The task named by `data.task` in a recipe, with its default parameters."""
     if name == "math":
         from soar_orl.tasks.math import MathTask
 
         return MathTask()
-    if name == "arith":
+    if name in ARITH_TASKS:
         from soar_orl.tasks.arith import ArithTask
 
-        return ArithTask()
-    raise ValueError(f"unknown task {name!r} (known: math, arith)")
+        return ArithTask(answer_order=ARITH_TASKS[name])
+    raise ValueError(f"unknown task {name!r} (known: {', '.join(TASK_NAMES)})")

@@ -20,6 +20,12 @@ Formats (short on purpose: the model reads characters, and max_model_len is abou
 - teacher: the shared instruction/parser machinery with a short arithmetic template, so the
   teacher writes `<question>407+58</question> <answer>\\boxed{465}</answer>`.
 
+Two answer orders (ANSWER_ORDERS), two tasks: `arith` writes answers as usual, most significant
+digit first; `arith-lsd` writes them units first (`\\boxed{564}` for 465), the order in which
+a sum is computed, so a left-to-right model emits each digit after the carries it depends on.
+Only what is inside the box changes: labels are always the true value (`465`), the student's
+and the teacher's boxes are read in the task's order.
+
 Grading reads the last box and compares integers exactly. Model output is only ever matched
 against `[+-]?[0-9]+`, never evaluated: `\\boxed{2+5}` is a wrong answer, not 7.
 """
@@ -30,7 +36,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from soar_orl.formats import ParserParams, TeacherPromptParams, extract_last_boxed
+from soar_orl.formats import ParserParams, QAPair, Rejection, TeacherPromptParams, extract_last_boxed
 from soar_orl.tasks.base import Graded, Outcome, Problem, Task
 from soar_orl.tasks.verify import is_reference_text
 
@@ -41,6 +47,7 @@ ARITH_TEMPLATE = "Write a new {subject} problem ({topics}) and its answer:\n{for
 # output (Python refuses to parse more than 4300 digits anyway).
 MAX_ANSWER_DIGITS = 40
 _INTEGER = re.compile(rf"[+-]?[0-9]{{1,{MAX_ANSWER_DIGITS}}}")
+ANSWER_ORDERS = ("msd", "lsd")
 _SUM = re.compile(rf"[0-9]{{1,{MAX_ANSWER_DIGITS}}}(?:\+[0-9]{{1,{MAX_ANSWER_DIGITS}}})+")
 
 
@@ -98,23 +105,43 @@ def band_problems(band: Band, count: int, seed: int, start: int = 0) -> list[Pro
     return problems
 
 
-def student_answer(value: int) -> str:
+def written_answer(value: int, order: str = "msd") -> str:
+    """`value` as written inside a box in a world of `order`: `465` (msd) or `564` (lsd; a sign
+    stays in front: `-564`)."""
+    digits = str(abs(value))
+    return ("-" if value < 0 else "") + (digits if order == "msd" else digits[::-1])
+
+
+def student_answer(value: int, order: str = "msd") -> str:
     """The student's graded response to a problem whose value is `value`."""
-    return f"\\boxed{{{value}}}"
+    return f"\\boxed{{{written_answer(value, order)}}}"
 
 
-def parse_integer(text: str) -> int | None:
-    """The integer `text` spells (surrounding spaces allowed), else None. Never evaluates."""
+def parse_integer(text: str, order: str = "msd") -> int | None:
+    """The integer `text` spells in a world of `order` (surrounding spaces allowed), else None.
+    Never evaluates. Units first, `0010` is 100: leading zeros of the true value cannot occur,
+    trailing ones are as harmless as msd's leading zeros."""
     text = text.strip()
-    return int(text) if _INTEGER.fullmatch(text) else None
+    if not _INTEGER.fullmatch(text):
+        return None
+    if order == "lsd":
+        sign = text[0] if text[0] in "+-" else ""
+        text = sign + text[len(sign):][::-1]
+    return int(text)
 
 
 class ArithTask(Task):
-    """Arithmetic graded by exact integer comparison of the last boxed answer."""
+    """Arithmetic graded by exact integer comparison of the last boxed answer, read in
+    `answer_order` (`arith`: msd, `arith-lsd`: lsd)."""
 
-    name = "arith"
-
-    def __init__(self, prompt: TeacherPromptParams | None = None, parser: ParserParams | None = None) -> None:
+    def __init__(
+        self, prompt: TeacherPromptParams | None = None, parser: ParserParams | None = None,
+        answer_order: str = "msd",
+    ) -> None:
+        if answer_order not in ANSWER_ORDERS:
+            raise ValueError(f"answer_order must be one of {ANSWER_ORDERS}, got {answer_order!r}")
+        self.answer_order = answer_order
+        self.name = "arith" if answer_order == "msd" else f"arith-{answer_order}"
         default_prompt = TeacherPromptParams(
             topics=ARITH_TOPICS, subject="arithmetic", template=ARITH_TEMPLATE
         )
@@ -124,6 +151,21 @@ class ArithTask(Task):
 
     def answer_parses(self, answer: str) -> bool:
         return parse_integer(answer) is not None
+
+    def parse_teacher_output(self, text: str) -> QAPair | Rejection:
+        """As Task's, with the label turned into the true value when the box is units first."""
+        pair = super().parse_teacher_output(text)
+        if self.answer_order == "msd" or not isinstance(pair, QAPair):
+            return pair
+        return QAPair(pair.question, str(parse_integer(pair.answer, self.answer_order)))
+
+    def student_answer(self, value: int) -> str:
+        """The student's graded response to a problem whose value is `value`, in this task's order."""
+        return student_answer(value, self.answer_order)
+
+    def written_answer(self, value: int) -> str:
+        """`value` as this task writes it inside a box (the teacher's too)."""
+        return written_answer(value, self.answer_order)
 
     def reference_answer(self, question: str) -> str | None:
         operands = parse_sum(question)
@@ -147,4 +189,4 @@ class ArithTask(Task):
         expected = parse_integer(label)
         if expected is None:
             return Graded(Outcome.UNVERIFIED if is_reference_text(answer, label) else Outcome.WRONG, answer)
-        return Graded(Outcome.CORRECT if parse_integer(answer) == expected else Outcome.WRONG, answer)
+        return Graded(Outcome.CORRECT if parse_integer(answer, self.answer_order) == expected else Outcome.WRONG, answer)

@@ -31,7 +31,8 @@ from typing import Any
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.chat import chat_prompt
 from soar_orl.formats import QAPair, format_teacher_output
-from soar_orl.tasks.arith import ArithTask, Band, sample_expression, student_answer
+from soar_orl.tasks import ARITH_TASKS
+from soar_orl.tasks.arith import ANSWER_ORDERS, ArithTask, Band, sample_expression
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 WORLD_VERSION = 1
@@ -73,8 +74,13 @@ class PretrainSettings:
     """Cosine decay from lr to lr * min_lr_ratio."""
     weight_decay: float = 0.01
     seed: int = 0
+    answer_order: str = "msd"
+    """How its answers are written (tasks/arith.py ANSWER_ORDERS): `msd` for `builtin:arith`,
+    `lsd` (units first) for `builtin:arith-lsd`; the examples are otherwise the same draws."""
 
     def __post_init__(self) -> None:
+        if self.answer_order not in ANSWER_ORDERS:
+            raise ValueError(f"answer_order must be one of {ANSWER_ORDERS}, got {self.answer_order!r}")
         if not self.easy_bands:
             raise ValueError("easy_bands must name at least one band")
         if not 0 <= self.edge_share < 1 or (self.edge_share > 0 and not self.edge_bands):
@@ -88,6 +94,16 @@ class PretrainSettings:
             raise ValueError(f"steps and lr must be positive, got {self.steps}, {self.lr}")
 
 
+# The built-in base models by world name (`builtin:NAME`, resolve.py): one per arithmetic task,
+# the one that answers in that task's order.
+WORLDS = {name: PretrainSettings(answer_order=order) for name, order in ARITH_TASKS.items()}
+
+
+def world_task(settings: PretrainSettings) -> ArithTask:
+    """The task a base model pretrained with `settings` answers."""
+    return ArithTask(answer_order=settings.answer_order)
+
+
 def world_chars(task: ArithTask) -> str:
     """The tokenizer's characters: every character of the prompts, tags and answers (sorted,
     so the vocabulary does not depend on the order the strings are listed in)."""
@@ -95,18 +111,27 @@ def world_chars(task: ArithTask) -> str:
         "0123456789",
         task.teacher_prompt(),
         task.student_prompt("1+1"),
-        student_answer(1),
+        task.student_answer(1),
         format_teacher_output(QAPair("1", "1")),
         "\n",  # the chat template ends the user turn with a newline
     ]
     return "".join(sorted(set("".join(texts))))
 
 
+def _settings_fields(settings: PretrainSettings) -> dict[str, Any]:
+    """`settings` as a dict, without answer_order when it is the default `msd`: the hash of the
+    models built before the field existed stays theirs."""
+    fields = asdict(settings)
+    if fields["answer_order"] == "msd":
+        del fields["answer_order"]
+    return fields
+
+
 def settings_key(settings: PretrainSettings, task: ArithTask) -> dict[str, Any]:
     """What the cache hash covers (JSON-ready)."""
     return {
         "world_version": WORLD_VERSION,
-        "settings": asdict(settings),
+        "settings": _settings_fields(settings),
         "chars": world_chars(task),
         "teacher_prompt": task.teacher_prompt(),
         "student_prompt": task.student_prompt("{q}"),
@@ -116,7 +141,7 @@ def settings_key(settings: PretrainSettings, task: ArithTask) -> dict[str, Any]:
 def base_model_dir(settings: PretrainSettings | None = None, rebuild: bool = False) -> Path:
     """The cached base model folder, pretrained first if it does not exist yet."""
     settings = settings or PretrainSettings()
-    task = ArithTask()
+    task = world_task(settings)
     folder = cache_root() / f"arith-base-{content_hash(settings_key(settings, task))}"
     return build_once(folder, lambda out: pretrain(out, settings, task), rebuild=rebuild)
 
@@ -168,13 +193,14 @@ class TeacherSettings:
 def teacher_settings_key(settings: TeacherSettings, task: ArithTask) -> dict[str, Any]:
     """What the teacher's cache hash covers (JSON-ready): its settings and everything that
     decides the base model it starts from."""
-    return {"world_version": WORLD_VERSION, "teacher": asdict(settings), "base": settings_key(settings.base, task)}
+    teacher = {**asdict(settings), "base": _settings_fields(settings.base)}
+    return {"world_version": WORLD_VERSION, "teacher": teacher, "base": settings_key(settings.base, task)}
 
 
 def teacher_model_dir(settings: TeacherSettings | None = None, rebuild: bool = False) -> Path:
     """The cached pretrained teacher folder, trained first (from the base model) if needed."""
     settings = settings or TeacherSettings()
-    task = ArithTask()
+    task = world_task(settings.base)
     folder = cache_root() / f"arith-teacher-{content_hash(teacher_settings_key(settings, task))}"
     base_dir = base_model_dir(settings.base)
     return build_once(folder, lambda out: pretrain_teacher(out, base_dir, settings, task), rebuild=rebuild)
@@ -204,8 +230,8 @@ def _example(task: ArithTask, band: Band, rng: random.Random, teacher: bool) -> 
     """One (prompt, response) pair of a fresh sum of `band`: the teacher's or the student's."""
     question, value = sample_expression(band, rng)
     if teacher:
-        return task.teacher_prompt(), format_teacher_output(QAPair(question, str(value)))
-    return task.student_prompt(question), student_answer(value)
+        return task.teacher_prompt(), format_teacher_output(QAPair(question, task.written_answer(value)))
+    return task.student_prompt(question), task.student_answer(value)
 
 
 def _examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, count: int, teacher: bool):

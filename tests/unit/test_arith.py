@@ -15,8 +15,17 @@ from soar_orl.tasks.arith import (
     parse_integer,
     parse_sum,
     student_answer,
+    written_answer,
 )
-from soar_orl.tasks.arith_model import EASY_BANDS, PretrainSettings, settings_key, world_chars
+from soar_orl.tasks.arith_model import (
+    EASY_BANDS,
+    WORLDS,
+    PretrainSettings,
+    _example,
+    settings_key,
+    world_chars,
+    world_task,
+)
 from soar_orl.tasks.base import Graded, Outcome
 from soar_orl.tiny_model import make_char_tokenizer
 
@@ -162,6 +171,63 @@ def test_build_task_knows_arith() -> None:
     assert isinstance(build_task("arith"), ArithTask)
 
 
+def test_recipes_name_exactly_the_tasks_build_task_knows() -> None:
+    import typing
+
+    from soar_orl.config import DataConfig
+    from soar_orl.tasks import TASK_NAMES
+
+    assert typing.get_args(DataConfig.model_fields["task"].annotation) == TASK_NAMES
+    for name in TASK_NAMES:
+        assert build_task(name).name == name
+
+
+# ---------------------------------------------------------------- units first (arith-lsd)
+
+LSD = build_task("arith-lsd")
+
+
+@pytest.mark.parametrize(("value", "msd", "lsd"), [(465, "465", "564"), (100, "100", "001"), (7, "7", "7"),
+                                                   (0, "0", "0"), (-12, "-12", "-21")])
+def test_written_answers_round_trip_in_both_orders(value: int, msd: str, lsd: str) -> None:
+    assert (written_answer(value), written_answer(value, "lsd")) == (msd, lsd)
+    assert parse_integer(msd) == value and parse_integer(lsd, "lsd") == value
+
+
+def test_units_first_grading_reads_the_box_reversed_against_a_true_label() -> None:
+    assert LSD.student_answer(465) == "\\boxed{564}"
+    assert LSD.grade("\\boxed{564}", "465") == Graded(Outcome.CORRECT, "564")
+    assert LSD.grade("\\boxed{465}", "465").outcome is Outcome.WRONG  # the usual order is wrong here
+    assert LSD.grade("\\boxed{0010}", "100").outcome is Outcome.CORRECT  # 0100 read back: trailing zeros
+    assert LSD.grade("\\boxed{5+64}", "465").outcome is Outcome.WRONG
+    assert TASK.grade("\\boxed{564}", "465").outcome is Outcome.WRONG
+
+
+def test_units_first_teacher_labels_become_true_values() -> None:
+    text = format_teacher_output(QAPair("407+58", LSD.written_answer(465)))
+    assert "\\boxed{564}" in text
+    assert LSD.parse_teacher_output(text) == QAPair("407+58", "465")
+    assert LSD.reference_answer("407+58") == "465"
+    assert TASK.parse_teacher_output(text) == QAPair("407+58", "564")  # the usual task keeps the box as written
+    assert LSD.parse_teacher_output("<question>1+2</question> <answer>\\boxed{x}</answer>") is Rejection.UNPARSEABLE_ANSWER
+
+
+def test_each_world_pretrains_on_its_own_order() -> None:
+    import random
+
+    for name, order in (("arith", "msd"), ("arith-lsd", "lsd")):
+        settings = WORLDS[name]
+        task = world_task(settings)
+        assert settings.answer_order == order and task.name == name
+        prompt, response = _example(task, Band((3, 2)), random.Random(0), teacher=False)
+        value = sum(map(int, prompt.removesuffix("=").split("+")))
+        assert response == student_answer(value, order) and task.grade(response, str(value)).outcome is Outcome.CORRECT
+        _, teacher_text = _example(task, Band((3, 2)), random.Random(0), teacher=True)
+        question, label = task.parse_teacher_output(teacher_text).question, task.parse_teacher_output(teacher_text).answer
+        assert task.reference_answer(question) == label
+    assert world_chars(world_task(WORLDS["arith-lsd"])) == world_chars(TASK)  # one tokenizer for both
+
+
 # ---------------------------------------------------------------- tokenizer and cache keys
 
 
@@ -187,6 +253,9 @@ def test_settings_key_changes_with_every_setting() -> None:
     assert settings_key(PretrainSettings(easy_bands=EASY_BANDS[:1]), TASK) != base
     spec = dataclasses.replace(PretrainSettings().spec, num_hidden_layers=1)
     assert settings_key(PretrainSettings(spec=spec), TASK) != base
+    lsd = settings_key(WORLDS["arith-lsd"], LSD)
+    assert lsd != base and lsd["settings"]["answer_order"] == "lsd"
+    assert "answer_order" not in base["settings"]  # the default leaves the existing hash alone
 
 
 def test_pretrain_settings_validation() -> None:
@@ -194,3 +263,7 @@ def test_pretrain_settings_validation() -> None:
         PretrainSettings(easy_bands=())
     with pytest.raises(ValueError, match="teacher_share"):
         PretrainSettings(teacher_share=0.0)
+    with pytest.raises(ValueError, match="answer_order"):
+        PretrainSettings(answer_order="middle")
+    with pytest.raises(ValueError, match="answer_order"):
+        ArithTask(answer_order="middle")
