@@ -422,6 +422,20 @@ class SoarConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
+    def _world_problems(self) -> list[str]:
+        """A built-in arithmetic model or problem set must belong to `data.task`'s world: an
+        `arith-lsd` model graded as `arith` would look like it never answers right."""
+        from soar_orl.resolve import builtin_world
+
+        named = {"model.teacher": self.model.teacher, "model.student": self.model.student,
+                 "data.hard_train": self.data.hard_train, "data.hard_test": self.data.hard_test,
+                 "data.full_train": self.data.full_train or ""}
+        return [
+            f"{key}={value} belongs to the {world} world, but data.task is {self.data.task}"
+            for key, value in named.items()
+            if (world := builtin_world(value)) is not None and world != self.data.task
+        ]
+
     @model_validator(mode="after")
     def _consistent(self) -> SoarConfig:
         problems: list[str] = []
@@ -464,6 +478,7 @@ class SoarConfig(_Section):
             problems.append(f"pools.teacher_gpus must be at least 1 in meta.mode={meta.mode}")
         if pools.share_gpu:
             problems += _shared_gpu_problems(self)
+        problems += self._world_problems()
         if meta.mode == "oracle" and not self.data.full_train:
             problems.append("data.full_train is required by meta.mode=oracle")
         if self.student.batch_prompts > meta.n and meta.uses_teacher:
