@@ -78,7 +78,7 @@ def answer_accuracy(task: Task, pairs: Sequence[QAPair]) -> float | None:
     references = [task.reference_answer(pair.question) for pair in pairs]
     if all(reference is None for reference in references):
         return None
-    right = sum(reference is not None and task.grade(f"\\boxed{{{reference}}}", pair.answer).outcome is Outcome.CORRECT
+    right = sum(reference is not None and task.grade(task.response_for(reference), pair.answer).outcome is Outcome.CORRECT
                 for reference, pair in zip(references, pairs, strict=True))
     return right / len(pairs)
 

@@ -163,6 +163,12 @@ class ArithTask(Task):
         """The student's graded response to a problem whose value is `value`, in this task's order."""
         return student_answer(value, self.answer_order)
 
+    def response_for(self, label: str) -> str:
+        """As Task's, the box written in this task's order (`\\boxed{564}` for 465 units first);
+        a label that is not an integer is boxed as it is."""
+        value = parse_integer(label)
+        return super().response_for(label) if value is None else self.student_answer(value)
+
     def written_answer(self, value: int) -> str:
         """`value` as this task writes it inside a box (the teacher's too)."""
         return written_answer(value, self.answer_order)

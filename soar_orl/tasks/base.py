@@ -73,6 +73,11 @@ class Task(abc.ABC):
         """Grades of paired responses and labels; override when a batch is cheaper."""
         return [self.grade(response, label) for response, label in zip(responses, labels, strict=True)]
 
+    def response_for(self, label: str) -> str:
+        """A student response that answers exactly `label` (how a true answer is checked against
+        a teacher's label with the grader itself)."""
+        return f"\\boxed{{{label}}}"
+
     def reference_answer(self, question: str) -> str | None:
         """The true answer of a question, for tasks that can compute it exactly (arith); else None.
         Lets `soar questions` measure how often the teacher's answers are right."""

@@ -212,6 +212,15 @@ def test_units_first_teacher_labels_become_true_values() -> None:
     assert LSD.parse_teacher_output("<question>1+2</question> <answer>\\boxed{x}</answer>") is Rejection.UNPARSEABLE_ANSWER
 
 
+def test_right_answer_counts_read_a_units_first_label_as_the_true_value() -> None:
+    from soar_orl.eval.questions import answer_accuracy
+
+    assert LSD.response_for("465") == "\\boxed{564}" and TASK.response_for("465") == "\\boxed{465}"
+    pairs = [LSD.parse_teacher_output(format_teacher_output(QAPair("407+58", answer))) for answer in ("564", "465")]
+    assert answer_accuracy(LSD, pairs) == 0.5
+    assert answer_accuracy(TASK, [QAPair("407+58", "465"), QAPair("407+58", "564")]) == 0.5
+
+
 def test_each_world_pretrains_on_its_own_order() -> None:
     import random
 
