@@ -51,6 +51,7 @@ from soar_orl.eval.arith_hard import (
     SPLIT_FILES,
     SUMMARY_FILE,
     HardSplitSettings,
+    hard_pool,
     hard_split_dir,
     success_counts,
 )
@@ -179,9 +180,9 @@ def problem_band(question: str) -> str:
 
 def correct_by(sample_files: list[Path], classify) -> None:
     """Each samples file's correct samples, tallied by `classify(question)`. The files are those
-    `soar eval` writes (gzipped or not) for the edge split or the built-in split."""
-    problems = {p.id: p.problem for settings in (EDGE_SPLIT, HardSplitSettings()) for name in SPLIT_FILES.values()
-                for p in load_problems(str(hard_split_dir(settings=settings) / name))}
+    `soar eval` writes (gzipped or not) for the edge split or the built-in split, of either
+    answer order (a problem's id names the same sum in every world's pool)."""
+    problems = {p.id: p.problem for settings in (EDGE_SPLIT, HardSplitSettings()) for p in hard_pool(settings)}
     for path in sample_files:
         text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
         counts: dict[str, list[int]] = {}  # class -> [problems, samples, correct, solved]
