@@ -2,8 +2,9 @@
 
     bash run.sh python scripts/arith_teacher_stats.py [SAMPLES] [OUT_DIR] [STEPS LR]
 
-Samples the base teacher (`builtin:arith`) and the pretrained one (`builtin:arith-teacher`,
-tasks/arith_model.py TeacherSettings) SAMPLES times each (default 512) at temperature 1 with the
+Samples the base teacher (`builtin:arith`), the pretrained one (`builtin:arith-teacher`,
+tasks/arith_model.py TeacherSettings) and the units-first base model (`builtin:arith-lsd`, its
+answers read in its own order) SAMPLES times each (default 512) at temperature 1 with the
 quickstart's teacher budget of 64 tokens, parses every output with the task's teacher parser
 (eval/arith_hard.py teacher_stats) and prints one markdown table per teacher. With OUT_DIR it
 also writes each teacher's valid pairs as probe datasets of 16 rows (`<name>_<i>.jsonl`, the
@@ -22,11 +23,11 @@ from soar_orl.eval.arith_hard import TEACHER_MAX_TOKENS, teacher_stats
 from soar_orl.eval.sampling import generate, start_engine, stop_engine
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import write_jsonl
-from soar_orl.resolve import resolve_model
-from soar_orl.tasks.arith import ArithTask
+from soar_orl.resolve import builtin_world, resolve_model
+from soar_orl.tasks import build_task
 from soar_orl.tasks.arith_model import TeacherSettings, teacher_model_dir
 
-TEACHERS = {"base": "builtin:arith", "pretrained": "builtin:arith-teacher"}
+TEACHERS = {"base": "builtin:arith", "pretrained": "builtin:arith-teacher", "units_first": "builtin:arith-lsd"}
 DATASETS, N = 3, 16
 
 
@@ -40,9 +41,10 @@ def table(name: str, stats) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(samples: int, out: Path | None, teachers: dict[str, Path]) -> None:
-    task = ArithTask()
-    for name, folder in teachers.items():
+def main(samples: int, out: Path | None, teachers: dict[str, tuple[Path, str]]) -> None:
+    """`teachers`: name -> (model folder, the task whose order it answers in)."""
+    for name, (folder, task_name) in teachers.items():
+        task = build_task(task_name)
         llm = start_engine(folder, seed=0)
         try:
             print(table(f"{name} ({folder})", teacher_stats(llm, task, samples, TEACHER_MAX_TOKENS)))
@@ -61,9 +63,9 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) == 4:
         steps, lr = int(args[2]), float(args[3])
-        teachers = {f"pretrained-{steps}": teacher_model_dir(TeacherSettings(steps=steps, lr=lr))}
+        teachers = {f"pretrained-{steps}": (teacher_model_dir(TeacherSettings(steps=steps, lr=lr)), "arith")}
     elif len(args) <= 2:
-        teachers = {name: resolve_model(model) for name, model in TEACHERS.items()}
+        teachers = {name: (resolve_model(model), builtin_world(model)) for name, model in TEACHERS.items()}
     else:
         sys.exit(__doc__)
     main(int(args[0]) if args else 512, Path(args[1]) if len(args) > 1 else None, teachers)
