@@ -23,8 +23,8 @@ from soar_orl.eval.arith_hard import TEACHER_MAX_TOKENS, teacher_stats
 from soar_orl.eval.sampling import generate, start_engine, stop_engine
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import write_jsonl
-from soar_orl.resolve import builtin_world, resolve_model
-from soar_orl.tasks import build_task
+from soar_orl.resolve import resolve_model
+from soar_orl.tasks import build_task, builtin_world
 from soar_orl.tasks.arith_model import TeacherSettings, teacher_model_dir
 
 TEACHERS = {"base": "builtin:arith", "pretrained": "builtin:arith-teacher", "units_first": "builtin:arith-lsd"}

@@ -425,7 +425,7 @@ class SoarConfig(_Section):
     def _world_problems(self) -> list[str]:
         """A built-in arithmetic model or problem set must belong to `data.task`'s world: an
         `arith-lsd` model graded as `arith` would look like it never answers right."""
-        from soar_orl.resolve import builtin_world
+        from soar_orl.tasks import builtin_world
 
         named = {"model.teacher": self.model.teacher, "model.student": self.model.student,
                  "data.hard_train": self.data.hard_train, "data.hard_test": self.data.hard_test,

@@ -20,17 +20,6 @@ from soar_orl.tasks.problems import load_problems
 BUILTIN = "builtin:"
 
 
-def builtin_world(name: str) -> str | None:
-    """The arithmetic task (tasks.ARITH_TASKS) whose answer order a built-in model or problem set
-    belongs to, e.g. `arith-lsd` for `builtin:arith-lsd/edge_train`; None for anything else."""
-    from soar_orl.tasks import ARITH_TASKS
-
-    if not name.startswith(BUILTIN):
-        return None
-    world = name.removeprefix(BUILTIN).partition("/")[0]
-    return "arith" if world == "arith-teacher" else world if world in ARITH_TASKS else None
-
-
 def resolve_model(name: str) -> str:
     if not name.startswith(BUILTIN):
         return name

@@ -25,3 +25,12 @@ def build_task(name: str) -> Task:
 
         return ArithTask(answer_order=ARITH_TASKS[name])
     raise ValueError(f"unknown task {name!r} (known: {', '.join(TASK_NAMES)})")
+
+
+def builtin_world(name: str) -> str | None:
+    """The arithmetic task (ARITH_TASKS) whose answer order a built-in model or problem set
+    belongs to, e.g. `arith-lsd` for `builtin:arith-lsd/edge_train`; None for anything else."""
+    if not name.startswith("builtin:"):
+        return None
+    world = name.removeprefix("builtin:").partition("/")[0]
+    return "arith" if world == "arith-teacher" else world if world in ARITH_TASKS else None
