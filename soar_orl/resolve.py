@@ -23,16 +23,12 @@ BUILTIN = "builtin:"
 def resolve_model(name: str) -> str:
     if not name.startswith(BUILTIN):
         return name
-    from soar_orl.tasks.arith_model import WORLDS
+    from soar_orl.tasks.arith_model import WORLDS, base_model_dir, teacher_model_dir
 
     world = name.removeprefix(BUILTIN)
     if world in WORLDS:
-        from soar_orl.tasks.arith_model import base_model_dir
-
         return str(base_model_dir(WORLDS[world]))
     if world == "arith-teacher":
-        from soar_orl.tasks.arith_model import teacher_model_dir
-
         return str(teacher_model_dir())
     if world == "smollm2":
         from soar_orl.pretrained import smollm2_dir

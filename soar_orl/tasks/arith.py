@@ -41,13 +41,13 @@ from soar_orl.tasks.base import Graded, Outcome, Problem, Task
 from soar_orl.tasks.verify import is_reference_text
 
 ARITH_TOPICS = ("addition",)
+ANSWER_ORDERS = ("msd", "lsd")
 # The instruction the teacher always sees; every character costs a token, so it is one line.
 ARITH_TEMPLATE = "Write a new {subject} problem ({topics}) and its answer:\n{format}"
 # Longest integer the verifier reads: far beyond any band, and it keeps int() cheap on hostile
 # output (Python refuses to parse more than 4300 digits anyway).
 MAX_ANSWER_DIGITS = 40
 _INTEGER = re.compile(rf"[+-]?[0-9]{{1,{MAX_ANSWER_DIGITS}}}")
-ANSWER_ORDERS = ("msd", "lsd")
 _SUM = re.compile(rf"[0-9]{{1,{MAX_ANSWER_DIGITS}}}(?:\+[0-9]{{1,{MAX_ANSWER_DIGITS}}})+")
 
 
