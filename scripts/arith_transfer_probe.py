@@ -40,7 +40,13 @@ import torch
 from soar_orl.chat import chat_prompt
 from soar_orl.formats import QAPair, extract_last_boxed, format_teacher_output
 from soar_orl.tasks.arith import ArithTask, Band, parse_sum, sample_expression
-from soar_orl.tasks.arith_model import PretrainSettings, _examples, _train, base_model_dir, world_chars
+from soar_orl.tasks.arith_model import (
+    PretrainSettings,
+    base_examples,
+    base_model_dir,
+    train_and_save,
+    world_chars,
+)
 from soar_orl.tiny_model import make_tiny_llama
 
 ORDERS = ("msd", "lsd")
@@ -51,7 +57,7 @@ PROBLEMS, SAMPLES, MAX_TOKENS = 128, 16, 16
 
 @dataclass(frozen=True)
 class FineTune:
-    """The supervised fine-tune on one band (fields as `_train` reads them)."""
+    """The supervised fine-tune on one band (a tasks/arith_model.TrainSchedule)."""
 
     replay_share: float = 0.5
     """Share of each batch drawn from the base model's own student examples (its bands and
@@ -97,12 +103,14 @@ def pretrain(out: Path, order: str, task: ArithTask) -> None:
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
         return [
-            reorder(_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False), order, False),
-            reorder(_examples(task, settings, rng, n_teacher, teacher=True), order, True),
+            reorder(base_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False),
+                    order, False),
+            reorder(base_examples(task, settings, rng, n_teacher, teacher=True), order, True),
         ]
 
     rng = random.Random(f"arith-pretrain:{settings.seed}")  # the same draws as builtin:arith
-    _train(out, model, tokenizer, settings, draw, rng, {"order": order, **asdict(settings)}, f"pretrain {order}")
+    train_and_save(out, model, tokenizer, settings, draw, rng, {"order": order, **asdict(settings)},
+                   f"pretrain {order}")
 
 
 def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) -> None:
@@ -113,13 +121,13 @@ def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) ->
     replayed = round(settings.batch_size * settings.replay_share)
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
-        rows = reorder(_examples(task, PretrainSettings(), rng, replayed, teacher=False), order, False)
+        rows = reorder(base_examples(task, PretrainSettings(), rng, replayed, teacher=False), order, False)
         for _ in range(settings.batch_size - replayed):
             question, value = sample_expression(band, rng)
             rows.append((task.student_prompt(question), boxed(value, order)))
         return [rows]
 
-    _train(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
+    train_and_save(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
            {"order": order, "band": band.name, **asdict(settings)}, f"fine-tune {order} {band.name}")
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.chat import chat_prompt
@@ -209,6 +209,18 @@ def teacher_model_dir(settings: TeacherSettings | None = None, rebuild: bool = F
 # ---------------------------------------------------------------------------- pretraining
 
 
+class TrainSchedule(Protocol):
+    """The fields `train_and_save` reads: PretrainSettings and TeacherSettings have them, and so
+    may an exploration's own settings (scripts/arith_transfer_probe.py)."""
+
+    steps: int
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    seed: int
+
+
 def _batch(tokenizer, examples: list[tuple[str, str]]):
     """Right-padded input ids and labels; labels are -100 on the prompt and the padding."""
     import torch
@@ -234,7 +246,7 @@ def _example(task: ArithTask, band: Band, rng: random.Random, teacher: bool) -> 
     return task.student_prompt(question), task.student_answer(value)
 
 
-def _examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, count: int, teacher: bool):
+def base_examples(task: ArithTask, settings: PretrainSettings, rng: random.Random, count: int, teacher: bool):
     """The base model's examples: an edge band with probability edge_share, else an easy one."""
     examples = []
     for _ in range(count):
@@ -248,11 +260,11 @@ def teacher_examples(task: ArithTask, settings: TeacherSettings, rng: random.Ran
     return [_example(task, rng.choice(settings.bands), rng, teacher=True) for _ in range(count)]
 
 
-def _train(
+def train_and_save(
     out_dir: Path,
     model,
     tokenizer,
-    settings: PretrainSettings | TeacherSettings,
+    settings: TrainSchedule,
     draw: Callable[[random.Random], list[list[tuple[str, str]]]],
     rng: random.Random,
     key: dict[str, Any],
@@ -323,12 +335,13 @@ def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
         # Two parts: a teacher prompt is ten times longer than a student one (module docstring).
         return [
-            _examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False),
-            _examples(task, settings, rng, n_teacher, teacher=True),
+            base_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False),
+            base_examples(task, settings, rng, n_teacher, teacher=True),
         ]
 
     rng = random.Random(f"arith-pretrain:{settings.seed}")
-    _train(out_dir, model, tokenizer, settings, draw, rng, settings_key(settings, task), "pretrain arith base")
+    key = settings_key(settings, task)
+    train_and_save(out_dir, model, tokenizer, settings, draw, rng, key, "pretrain arith base")
 
 
 def pretrain_teacher(out_dir: Path, base_dir: Path, settings: TeacherSettings, task: ArithTask) -> None:
@@ -344,7 +357,7 @@ def pretrain_teacher(out_dir: Path, base_dir: Path, settings: TeacherSettings, t
     model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
     rng = random.Random(f"arith-teacher:{settings.seed}")
     key = teacher_settings_key(settings, task)
-    _train(
+    train_and_save(
         out_dir, model, tokenizer, settings,
         lambda rng: [teacher_examples(task, settings, rng, settings.batch_size)],
         rng, key, "pretrain arith teacher",
