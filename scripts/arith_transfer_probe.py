@@ -128,7 +128,7 @@ def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) ->
         return [rows]
 
     train_and_save(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
-           {"order": order, "band": band.name, **asdict(settings)}, f"fine-tune {order} {band.name}")
+                   {"order": order, "band": band.name, **asdict(settings)}, f"fine-tune {order} {band.name}")
 
 
 def load(folder: Path):
