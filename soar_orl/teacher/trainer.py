@@ -32,6 +32,9 @@ from soar_orl.config import COLOCATED_ACTOR_GPU, SoarConfig
 from soar_orl.openrlhf_args import openrlhf_args
 
 log = logging.getLogger("soar")
+# Room in the rollout seed's prompt count for one outer step's teacher prompts (one per engine
+# and draw; rejection sampling draws a few times per step).
+PROMPTS_PER_STEP = 1 << 20
 
 
 class TeacherTrainer(BasePPOTrainer):
@@ -48,6 +51,7 @@ class TeacherTrainer(BasePPOTrainer):
         )
         self.generate_kwargs = generate_kwargs
         self.samples: dict[int, list] = {}  # outer step -> its Experiences, in sampling order
+        self.prompts_of_step: dict[int, int] = {}  # outer step -> prompts dispatched for it
 
     def sample(self, instruction: str, num: int, step: int) -> list[str]:
         """Draw `num` more samples for outer step `step` (spread over the engines); their text.
@@ -55,6 +59,11 @@ class TeacherTrainer(BasePPOTrainer):
         engines = len(self.vllm_engines)
         per_engine = math.ceil(num / engines)
         prompt = chat_prompt(self.tokenizer, instruction)
+        # patches/0005 seeds each prompt's samples by the count of prompts dispatched: counted per
+        # outer step here, a resumed run draws the samples an uninterrupted one would.
+        dispatched = self.prompts_of_step.get(step, 0)
+        self.samples_generator.prompts_dispatched = step * PROMPTS_PER_STEP + dispatched
+        self.prompts_of_step[step] = dispatched + engines
         refs = self.samples_generator._dispatch_prompts_to_vllm(
             [prompt] * engines, [""] * engines, n_samples_per_prompt=per_engine, **self.generate_kwargs
         )
@@ -73,6 +82,7 @@ class TeacherTrainer(BasePPOTrainer):
         import torch
 
         drawn = self.samples.pop(step)
+        self.prompts_of_step.pop(step, None)
         chosen = [drawn[i] for i in indices]
         for experience, reward in zip(chosen, rewards, strict=True):
             experience.rewards = torch.tensor([reward], dtype=torch.float32)
@@ -82,6 +92,7 @@ class TeacherTrainer(BasePPOTrainer):
 
     def discard(self, step: int) -> None:
         self.samples.pop(step, None)
+        self.prompts_of_step.pop(step, None)
 
 
 def teacher_flags(cfg: SoarConfig, backend: Backend, model_dir: str, output_dir: str, optimizer_dir: str,

