@@ -30,58 +30,31 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from arith_probe_lib import Schedule, load, sampled_success
 
-from soar_orl.chat import chat_prompt
-from soar_orl.formats import extract_last_boxed
 from soar_orl.tasks.arith import ArithTask, Band, sample_expression
 from soar_orl.tasks.arith_model import train_and_save, world_chars
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 FORMATS = ("scratchpad", "plain")
 PRETRAIN_DIGITS = 3
+PRETRAIN_BANDS = tuple(Band((a, b)) for a in range(1, PRETRAIN_DIGITS + 1) for b in range(1, PRETRAIN_DIGITS + 1))
 MEASURED_BANDS = (Band((3, 3)), Band((4, 3)), Band((4, 4)), Band((5, 4)), Band((5, 5)), Band((6, 6)))
 FINE_TUNE_BANDS = (Band((3, 3)), Band((4, 4)))
 PROBLEMS, SAMPLES, MAX_TOKENS = 64, 8, 96
 
-
-@dataclass(frozen=True)
-class Pretrain:
-    """The base model's schedule (a tasks/arith_model.TrainSchedule): builtin:arith's shape,
-    steps, batch and learning rate; every band up to PRETRAIN_DIGITS digits, uniformly."""
-
-    spec: TinyLlamaSpec = field(default_factory=lambda: TinyLlamaSpec(
-        hidden_size=128, intermediate_size=512, num_hidden_layers=4, max_position_embeddings=256))
-    steps: int = 1500
-    batch_size: int = 64
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class FineTune:
-    """The supervised fine-tune on one band (a tasks/arith_model.TrainSchedule); as in
-    scripts/arith_transfer_probe.py, half of each batch replays the pretraining mix."""
-
-    replay_share: float = 0.5
-    steps: int = 400
-    """100 steps (the transfer probe's) leave 4+4 sums at 0.4%: four columns written, the units
-    digit of the first operand still misread."""
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-
-
-PRETRAIN_BANDS = tuple(Band((a, b)) for a in range(1, PRETRAIN_DIGITS + 1) for b in range(1, PRETRAIN_DIGITS + 1))
+# The base model: builtin:arith's shape, steps, batch and learning rate, student examples only,
+# every band up to PRETRAIN_DIGITS digits drawn uniformly.
+SPEC = TinyLlamaSpec(hidden_size=128, intermediate_size=512, num_hidden_layers=4, max_position_embeddings=256)
+PRETRAIN = Schedule(steps=1500, batch_size=64, lr=3e-3, warmup_steps=50)
+# The fine-tune on one band; as in scripts/arith_transfer_probe.py, REPLAY_SHARE of each batch
+# replays the pretraining mix. 100 steps (that probe's) leave 4+4 sums at 0.4%: four columns
+# written, the units digit of the first operand still misread.
+FINE_TUNE = Schedule(steps=400, batch_size=64, lr=1e-3, warmup_steps=10)
+REPLAY_SHARE = 0.5
 
 
 def columns(question: str) -> str:
@@ -110,58 +83,32 @@ def examples(bands, rng: random.Random, count: int, fmt: str, task: ArithTask) -
     return rows
 
 
-def load(folder: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-
-
 def pretrain(out: Path, fmt: str, task: ArithTask) -> None:
-    settings = Pretrain()
-    make_tiny_llama(out, settings.spec, chars="".join(sorted(set(world_chars(task) + ";"))), seed=settings.seed)
+    make_tiny_llama(out, SPEC, chars="".join(sorted(set(world_chars(task) + ";"))), seed=PRETRAIN.seed)
     tokenizer, model = load(out)
-    train_and_save(out, model, tokenizer, settings,
-                   lambda rng: [examples(PRETRAIN_BANDS, rng, settings.batch_size, fmt, task)],
-                   random.Random(f"scratchpad-pretrain:{settings.seed}"), {"format": fmt, **asdict(settings)},
-                   f"pretrain {fmt}")
+    train_and_save(out, model, tokenizer, PRETRAIN,
+                   lambda rng: [examples(PRETRAIN_BANDS, rng, PRETRAIN.batch_size, fmt, task)],
+                   random.Random(f"scratchpad-pretrain:{PRETRAIN.seed}"),
+                   {"format": fmt, "spec": asdict(SPEC), **asdict(PRETRAIN)}, f"pretrain {fmt}")
 
 
 def fine_tune(base: Path, out: Path, band: Band, fmt: str, task: ArithTask) -> None:
-    settings = FineTune()
     tokenizer, model = load(base)
     tokenizer.save_pretrained(out)
-    replayed = round(settings.batch_size * settings.replay_share)
+    replayed = round(FINE_TUNE.batch_size * REPLAY_SHARE)
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
         return [examples(PRETRAIN_BANDS, rng, replayed, fmt, task)
-                + examples((band,), rng, settings.batch_size - replayed, fmt, task)]
+                + examples((band,), rng, FINE_TUNE.batch_size - replayed, fmt, task)]
 
-    train_and_save(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
-                   {"format": fmt, "band": band.name, **asdict(settings)}, f"fine-tune {fmt} {band.name}")
+    train_and_save(out, model, tokenizer, FINE_TUNE, draw, random.Random(f"fine-tune:{band.name}"),
+                   {"format": fmt, "band": band.name, "replay_share": REPLAY_SHARE, **asdict(FINE_TUNE)},
+                   f"fine-tune {fmt} {band.name}")
 
 
-@torch.no_grad()
 def success(folder: Path, task: ArithTask) -> dict[str, float]:
-    """Share of correct samples per band: PROBLEMS fresh sums x SAMPLES at temperature 1 (the
-    boxed value is graded; the scratchpad is not)."""
-    tokenizer, model = load(folder)
-    model.eval()
-    tokenizer.padding_side = "left"
-    torch.manual_seed(0)
-    rates = {}
-    for band in MEASURED_BANDS:
-        rng = random.Random(f"scratchpad-measure:{band.name}")
-        sums = [sample_expression(band, rng) for _ in range(PROBLEMS)]
-        prompts = [chat_prompt(tokenizer, task.student_prompt(q)) for q, _ in sums]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        generated = model.generate(
-            **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_TOKENS,
-            num_return_sequences=SAMPLES, pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = tokenizer.batch_decode(generated[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
-        values = [value for _, value in sums for _ in range(SAMPLES)]
-        rates[band.name] = sum(extract_last_boxed(t) == str(v) for t, v in zip(texts, values, strict=True)) / len(texts)
-    return rates
+    """Sampled success per band of MEASURED_BANDS (the boxed value is graded, the scratchpad is not)."""
+    return sampled_success(folder, task, MEASURED_BANDS, str, PROBLEMS, SAMPLES, MAX_TOKENS, "scratchpad-measure")
 
 
 def main(out: Path, formats: list[str]) -> None:
@@ -173,11 +120,12 @@ def main(out: Path, formats: list[str]) -> None:
             pretrain(base, fmt, task)
         rows = {"base": success(base, task)}
         for band in FINE_TUNE_BANDS:
-            tuned = out / f"tuned-{fmt}-{band.name.replace(',', '+')}-{FineTune().steps}steps"
+            tuned = out / f"tuned-{fmt}-{band.name.replace(',', '+')}-{FINE_TUNE.steps}steps"
             if not (tuned / "model.safetensors").exists():
                 fine_tune(base, tuned, band, fmt, task)
             rows[f"fine-tuned on {band.name}"] = success(tuned, task)
-        result = {"format": fmt, "pretrain": asdict(Pretrain()), "fine_tune": asdict(FineTune()),
+        result = {"format": fmt, "spec": asdict(SPEC), "pretrain": asdict(PRETRAIN),
+                  "fine_tune": {"replay_share": REPLAY_SHARE, **asdict(FINE_TUNE)},
                   "problems": PROBLEMS, "samples": SAMPLES, "success": rows,
                   "seconds": round(time.monotonic() - started, 1)}
         (out / f"scratchpad-{fmt}.json").write_text(json.dumps(result, indent=2) + "\n")

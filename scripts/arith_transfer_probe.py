@@ -32,10 +32,11 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from arith_probe_lib import Schedule, load, sampled_success
 
 from soar_orl.chat import chat_prompt
 from soar_orl.formats import QAPair, extract_last_boxed, format_teacher_output
@@ -55,21 +56,11 @@ FINE_TUNE_BANDS = (Band((3, 2)), Band((3, 3)))
 PROBLEMS, SAMPLES, MAX_TOKENS = 128, 16, 16
 
 
-@dataclass(frozen=True)
-class FineTune:
-    """The supervised fine-tune on one band (a tasks/arith_model.TrainSchedule)."""
-
-    replay_share: float = 0.5
-    """Share of each batch drawn from the base model's own student examples (its bands and
-    shares): without it, 100 steps on one band wipe out the others (2+2 from 84% to 0), and the
-    forgetting hides any transfer."""
-    steps: int = 100
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
+# The supervised fine-tune on one band. REPLAY_SHARE of each batch is drawn from the base
+# model's own student examples (its bands and shares): without it, 100 steps on one band wipe
+# out the others (2+2 from 84% to 0), and the forgetting hides any transfer.
+FINE_TUNE = Schedule(steps=100, batch_size=64, lr=1e-3, warmup_steps=10)
+REPLAY_SHARE = 0.5
 
 
 def written(value: int, order: str) -> str:
@@ -114,51 +105,27 @@ def pretrain(out: Path, order: str, task: ArithTask) -> None:
 
 
 def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) -> None:
-    settings = FineTune()
     tokenizer, model = load(base)
     tokenizer.save_pretrained(out)
 
-    replayed = round(settings.batch_size * settings.replay_share)
+    replayed = round(FINE_TUNE.batch_size * REPLAY_SHARE)
 
     def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
         rows = reorder(base_examples(task, PretrainSettings(), rng, replayed, teacher=False), order, False)
-        for _ in range(settings.batch_size - replayed):
+        for _ in range(FINE_TUNE.batch_size - replayed):
             question, value = sample_expression(band, rng)
             rows.append((task.student_prompt(question), boxed(value, order)))
         return [rows]
 
-    train_and_save(out, model, tokenizer, settings, draw, random.Random(f"fine-tune:{band.name}"),
-                   {"order": order, "band": band.name, **asdict(settings)}, f"fine-tune {order} {band.name}")
+    train_and_save(out, model, tokenizer, FINE_TUNE, draw, random.Random(f"fine-tune:{band.name}"),
+                   {"order": order, "band": band.name, "replay_share": REPLAY_SHARE, **asdict(FINE_TUNE)},
+                   f"fine-tune {order} {band.name}")
 
 
-def load(folder: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-
-
-@torch.no_grad()
 def success(folder: Path, order: str, task: ArithTask) -> dict[str, float]:
     """Share of correct samples per band: PROBLEMS fresh sums x SAMPLES at temperature 1."""
-    tokenizer, model = load(folder)
-    model.eval()
-    tokenizer.padding_side = "left"
-    torch.manual_seed(0)
-    rates = {}
-    for band in MEASURED_BANDS:
-        rng = random.Random(f"transfer-measure:{band.name}")
-        sums = [sample_expression(band, rng) for _ in range(PROBLEMS)]
-        prompts = [chat_prompt(tokenizer, task.student_prompt(q)) for q, _ in sums]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        generated = model.generate(
-            **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=MAX_TOKENS,
-            num_return_sequences=SAMPLES, pad_token_id=tokenizer.pad_token_id,
-        )
-        texts = tokenizer.batch_decode(generated[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
-        right = sum(extract_last_boxed(text) == written(value, order)
-                    for text, (_, value) in zip(texts, [s for s in sums for _ in range(SAMPLES)], strict=True))
-        rates[band.name] = right / len(texts)
-    return rates
+    return sampled_success(folder, task, MEASURED_BANDS, lambda value: written(value, order), PROBLEMS, SAMPLES,
+                           MAX_TOKENS, "transfer-measure")
 
 
 @torch.no_grad()
@@ -194,7 +161,7 @@ def main(out: Path, orders: list[str]) -> None:
         rows = {"base": success(base, order, task)}
         teacher = teacher_right(base, order, task)
         for band in FINE_TUNE_BANDS:
-            tuned = out / f"tuned-{order}-{band.name.replace(',', '+')}-replay{FineTune().replay_share:g}"
+            tuned = out / f"tuned-{order}-{band.name.replace(',', '+')}-replay{REPLAY_SHARE:g}"
             if not (tuned / "model.safetensors").exists():
                 fine_tune(base, tuned, band, order, task)
             rows[f"fine-tuned on {band.name}"] = success(tuned, order, task)

@@ -211,7 +211,7 @@ def teacher_model_dir(settings: TeacherSettings | None = None, rebuild: bool = F
 
 class TrainSchedule(Protocol):
     """The fields `train_and_save` reads: PretrainSettings and TeacherSettings have them, and so
-    may an exploration's own settings (scripts/arith_transfer_probe.py)."""
+    may an exploration's own schedule (scripts/arith_probe_lib.py Schedule)."""
 
     steps: int
     lr: float
