@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from soar_orl.chat import chat_prompt
-from soar_orl.formats import extract_last_boxed
-from soar_orl.tasks.arith import ArithTask, Band, sample_expression
+from soar_orl.tasks.arith import Band, sample_expression
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,12 @@ def load(folder: Path):
 
 
 @torch.no_grad()
-def sampled_success(folder: Path, task: ArithTask, bands: Sequence[Band], boxed_answer: Callable[[int], str],
-                    problems: int, samples: int, max_tokens: int, tag: str) -> dict[str, float]:
-    """Share of correct samples per band: `problems` fresh sums of each band (drawn from
-    `tag` and the band) x `samples` at temperature 1; a sample is right when its last box holds
-    `boxed_answer(value)`."""
+def sampled_success(folder: Path, bands: Sequence[Band], prompt_of: Callable[[str], str],
+                    is_right: Callable[[str, int], bool], problems: int, samples: int, max_tokens: int,
+                    tag: str) -> dict[str, float]:
+    """Share of correct samples per band: `problems` fresh sums of each band (drawn from `tag`
+    and the band), asked as `prompt_of(question)`, x `samples` at temperature 1; a sample is
+    right when `is_right(its text, the sum's value)`."""
     tokenizer, model = load(folder)
     model.eval()
     tokenizer.padding_side = "left"
@@ -50,7 +50,7 @@ def sampled_success(folder: Path, task: ArithTask, bands: Sequence[Band], boxed_
     for band in bands:
         rng = random.Random(f"{tag}:{band.name}")
         sums = [sample_expression(band, rng) for _ in range(problems)]
-        prompts = [chat_prompt(tokenizer, task.student_prompt(q)) for q, _ in sums]
+        prompts = [chat_prompt(tokenizer, prompt_of(q)) for q, _ in sums]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         generated = model.generate(
             **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_tokens,
@@ -58,6 +58,5 @@ def sampled_success(folder: Path, task: ArithTask, bands: Sequence[Band], boxed_
         )
         texts = tokenizer.batch_decode(generated[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
         values = [value for _, value in sums for _ in range(samples)]
-        right = sum(extract_last_boxed(text) == boxed_answer(value) for text, value in zip(texts, values, strict=True))
-        rates[band.name] = right / len(texts)
+        rates[band.name] = sum(is_right(text, value) for text, value in zip(texts, values, strict=True)) / len(texts)
     return rates

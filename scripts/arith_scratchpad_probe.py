@@ -1,7 +1,7 @@
 """Issue 18, rung 2 (exploratory): with the sum written out column by column, does practising
 one length carry over to the next?
 
-    bash run.sh python scripts/arith_scratchpad_probe.py OUT_DIR [scratchpad|plain ...]
+    bash run.sh python scripts/arith_scratchpad_probe.py OUT_DIR [scratchpad|plain|pairs ...]
 
 Stepping stones need problems whose practice moves the student on problems it cannot solve. In
 the arithmetic world a band is learnt only by practising it (scripts/arith_transfer_probe.py,
@@ -16,7 +16,11 @@ It pretrains a base model on every band up to PRETRAIN_DIGITS digits per operand
 model shape and schedule as `builtin:arith`, student examples only), measures the sampled
 success of each band in MEASURED_BANDS, fine-tunes a copy on each band in FINE_TUNE_BANDS
 (true answers, supervised, half of each batch replaying the pretraining mix) and measures again.
-`plain` is the control: the same bands and steps with the answer boxed directly. It writes
+`plain` is the control: the same bands and steps with the answer boxed directly. `pairs` makes
+every step local: the question is given as its aligned digit pairs, units first (`75;48;30;=`
+for 347+85), and the answer is one `digit carry;` per column (`21;31;40;`), each as long as its
+column in the prompt, so that a column's digits and the previous carry always sit at the same
+distance from where the model writes. It writes
 `scratchpad-FORMAT.json` and prints a table per format: rows = fine-tuned band, columns =
 measured band.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -35,14 +40,15 @@ from pathlib import Path
 
 from arith_probe_lib import Schedule, load, sampled_success
 
+from soar_orl.formats import extract_last_boxed
 from soar_orl.tasks.arith import ArithTask, Band, sample_expression
 from soar_orl.tasks.arith_model import train_and_save, world_chars
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
-FORMATS = ("scratchpad", "plain")
+FORMATS = ("scratchpad", "plain", "pairs")
 PRETRAIN_DIGITS = 3
 PRETRAIN_BANDS = tuple(Band((a, b)) for a in range(1, PRETRAIN_DIGITS + 1) for b in range(1, PRETRAIN_DIGITS + 1))
-MEASURED_BANDS = (Band((3, 3)), Band((4, 3)), Band((4, 4)), Band((5, 4)), Band((5, 5)), Band((6, 6)))
+MEASURED_BANDS = (Band((3, 3)), Band((4, 3)), Band((4, 4)), Band((5, 4)), Band((5, 5)), Band((6, 6)), Band((8, 8)))
 FINE_TUNE_BANDS = (Band((3, 3)), Band((4, 4)))
 PROBLEMS, SAMPLES, MAX_TOKENS = 64, 8, 96
 
@@ -57,29 +63,64 @@ FINE_TUNE = Schedule(steps=400, batch_size=64, lr=1e-3, warmup_steps=10)
 REPLAY_SHARE = 0.5
 
 
-def columns(question: str) -> str:
-    """The scratchpad of a two-operand sum: per column, units first, `carry+digit+digit=sum;`."""
+def aligned(question: str) -> list[tuple[str, str]]:
+    """The digit pairs of a two-operand sum's columns, units first (the shorter operand zero-padded)."""
     a, b = question.split("+")
     width = max(len(a), len(b))
-    a, b = a.zfill(width), b.zfill(width)
+    return list(zip(reversed(a.zfill(width)), reversed(b.zfill(width)), strict=True))
+
+
+def columns(question: str) -> str:
+    """The scratchpad of a two-operand sum: per column, units first, `carry+digit+digit=sum;`."""
     steps, carry = [], 0
-    for da, db in zip(reversed(a), reversed(b)):
+    for da, db in aligned(question):
         total = carry + int(da) + int(db)
         steps.append(f"{carry}+{da}+{db}={total};")
         carry = total // 10
     return "".join(steps)
 
 
+def prompt(question: str, fmt: str, task: ArithTask) -> str:
+    """The student's prompt: the task's (`347+85=`), or for `pairs` the aligned digit pairs,
+    units first (`75;48;30;=`)."""
+    if fmt == "pairs":
+        return "".join(f"{da}{db};" for da, db in aligned(question)) + "="
+    return task.student_prompt(question)
+
+
 def response(question: str, value: int, fmt: str) -> str:
+    """The graded response: the scratchpad and the box, the box alone, or for `pairs` one
+    `digit carry;` per column, as long as a column of the prompt (`21;31;40;` for 347+85)."""
+    if fmt == "pairs":
+        steps, carry = [], 0
+        for da, db in aligned(question):
+            total = carry + int(da) + int(db)
+            steps.append(f"{total % 10}{total // 10};")
+            carry = total // 10
+        return "".join(steps)
     box = f"\\boxed{{{value}}}"
     return columns(question) + box if fmt == "scratchpad" else box
+
+
+def pairs_value(text: str) -> int | None:
+    """The sum a `pairs` response spells (its digits units first, then the last carry), else None."""
+    if not re.fullmatch(r"(\d\d;)+", text.strip()):
+        return None
+    steps = text.strip().split(";")[:-1]
+    return sum(int(step[0]) * 10**k for k, step in enumerate(steps)) + int(steps[-1][1]) * 10 ** len(steps)
+
+
+def is_right(text: str, value: int, fmt: str) -> bool:
+    if fmt == "pairs":
+        return pairs_value(text) == value
+    return extract_last_boxed(text) == str(value)
 
 
 def examples(bands, rng: random.Random, count: int, fmt: str, task: ArithTask) -> list[tuple[str, str]]:
     rows = []
     for _ in range(count):
         question, value = sample_expression(rng.choice(bands), rng)
-        rows.append((task.student_prompt(question), response(question, value, fmt)))
+        rows.append((prompt(question, fmt, task), response(question, value, fmt)))
     return rows
 
 
@@ -106,9 +147,11 @@ def fine_tune(base: Path, out: Path, band: Band, fmt: str, task: ArithTask) -> N
                    f"fine-tune {fmt} {band.name}")
 
 
-def success(folder: Path, task: ArithTask) -> dict[str, float]:
+def success(folder: Path, fmt: str, task: ArithTask) -> dict[str, float]:
     """Sampled success per band of MEASURED_BANDS (the boxed value is graded, the scratchpad is not)."""
-    return sampled_success(folder, task, MEASURED_BANDS, str, PROBLEMS, SAMPLES, MAX_TOKENS, "scratchpad-measure")
+    return sampled_success(folder, MEASURED_BANDS, lambda question: prompt(question, fmt, task),
+                           lambda text, value: is_right(text, value, fmt), PROBLEMS, SAMPLES, MAX_TOKENS,
+                           "scratchpad-measure")
 
 
 def main(out: Path, formats: list[str]) -> None:
@@ -118,12 +161,12 @@ def main(out: Path, formats: list[str]) -> None:
         base = out / f"base-{fmt}"
         if not (base / "model.safetensors").exists():
             pretrain(base, fmt, task)
-        rows = {"base": success(base, task)}
+        rows = {"base": success(base, fmt, task)}
         for band in FINE_TUNE_BANDS:
             tuned = out / f"tuned-{fmt}-{band.name.replace(',', '+')}-{FINE_TUNE.steps}steps"
             if not (tuned / "model.safetensors").exists():
                 fine_tune(base, tuned, band, fmt, task)
-            rows[f"fine-tuned on {band.name}"] = success(tuned, task)
+            rows[f"fine-tuned on {band.name}"] = success(tuned, fmt, task)
         result = {"format": fmt, "spec": asdict(SPEC), "pretrain": asdict(PRETRAIN),
                   "fine_tune": {"replay_share": REPLAY_SHARE, **asdict(FINE_TUNE)},
                   "problems": PROBLEMS, "samples": SAMPLES, "success": rows,
