@@ -16,11 +16,11 @@ It pretrains a base model on every band up to PRETRAIN_DIGITS digits per operand
 model shape and schedule as `builtin:arith`, student examples only), measures the sampled
 success of each band in MEASURED_BANDS, fine-tunes a copy on each band in FINE_TUNE_BANDS
 (true answers, supervised, half of each batch replaying the pretraining mix) and measures again.
-`plain` is the control: the same bands and steps with the answer boxed directly. `pairs` makes
-every step local: the question is given as its aligned digit pairs, units first (`75;48;30;=`
-for 347+85), and the answer is one `digit carry;` per column (`21;31;40;`), each as long as its
-column in the prompt, so that a column's digits and the previous carry always sit at the same
-distance from where the model writes. It writes
+`plain` is the control: the same bands and steps with the answer boxed directly. `pairs` gives
+the question as its aligned digit pairs, units first (`75;48;30;=` for 347+85), and the answer as
+one `digit carry;` per column (`21;31;40;`), so that no digit has to be found by its place in an
+operand (still by its distance: the answer starts after the whole question, so the k-th answer
+column lies 3n + const after its pair in an n-column sum, RESULTS.md). It writes
 `scratchpad-FORMAT.json` and prints a table per format: rows = fine-tuned band, columns =
 measured band.
 
