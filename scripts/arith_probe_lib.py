@@ -32,16 +32,17 @@ class Schedule:
 def load(folder: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return AutoTokenizer.from_pretrained(folder), model
 
 
 @torch.no_grad()
 def sampled_success(folder: Path, bands: Sequence[Band], prompt_of: Callable[[str], str],
-                    is_right: Callable[[str, int], bool], problems: int, samples: int, max_tokens: int,
+                    is_right: Callable[[str, str, int], bool], problems: int, samples: int, max_tokens: int,
                     tag: str) -> dict[str, float]:
     """Share of correct samples per band: `problems` fresh sums of each band (drawn from `tag`
     and the band), asked as `prompt_of(question)`, x `samples` at temperature 1; a sample is
-    right when `is_right(its text, the sum's value)`."""
+    right when `is_right(its text, the question, its value)`."""
     tokenizer, model = load(folder)
     model.eval()
     tokenizer.padding_side = "left"
@@ -57,6 +58,7 @@ def sampled_success(folder: Path, bands: Sequence[Band], prompt_of: Callable[[st
             num_return_sequences=samples, pad_token_id=tokenizer.pad_token_id,
         )
         texts = tokenizer.batch_decode(generated[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
-        values = [value for _, value in sums for _ in range(samples)]
-        rates[band.name] = sum(is_right(text, value) for text, value in zip(texts, values, strict=True)) / len(texts)
+        asked = [problem for problem in sums for _ in range(samples)]
+        right = sum(is_right(text, q, value) for text, (q, value) in zip(texts, asked, strict=True))
+        rates[band.name] = right / len(texts)
     return rates

@@ -1,7 +1,7 @@
 """Issue 18, rung 2 (exploratory): with the sum written out column by column, does practising
 one length carry over to the next?
 
-    bash run.sh python scripts/arith_scratchpad_probe.py OUT_DIR [scratchpad|plain|pairs ...]
+    bash run.sh python scripts/arith_scratchpad_probe.py OUT_DIR [scratchpad|plain|pairs|indexed ...]
 
 Stepping stones need problems whose practice moves the student on problems it cannot solve. In
 the arithmetic world a band is learnt only by practising it (scripts/arith_transfer_probe.py,
@@ -20,7 +20,9 @@ success of each band in MEASURED_BANDS, fine-tunes a copy on each band in FINE_T
 the question as its aligned digit pairs, units first (`75;48;30;=` for 347+85), and the answer as
 one `digit carry;` per column (`21;31;40;`), so that no digit has to be found by its place in an
 operand (still by its distance: the answer starts after the whole question, so the k-th answer
-column lies 3n + const after its pair in an n-column sum, RESULTS.md). It writes
+column lies 3n + const after its pair in an n-column sum, RESULTS.md). `indexed` writes a
+position label before every pair and every answer column (`a75;b48;c30;=` -> `a21;b31;c40;`),
+so that a column can be found by its label instead of its distance. It writes
 `scratchpad-FORMAT.json` and prints a table per format: rows = fine-tuned band, columns =
 measured band.
 
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import sys
 import time
 from dataclasses import asdict
@@ -45,10 +46,12 @@ from soar_orl.tasks.arith import ArithTask, Band, sample_expression
 from soar_orl.tasks.arith_model import train_and_save, world_chars
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
-FORMATS = ("scratchpad", "plain", "pairs")
+FORMATS = ("scratchpad", "plain", "pairs", "indexed")
+COLUMN_LABELS = "abcdefghij"  # `indexed`: the label of each column, units first
 PRETRAIN_DIGITS = 3
-PRETRAIN_BANDS = tuple(Band((a, b)) for a in range(1, PRETRAIN_DIGITS + 1) for b in range(1, PRETRAIN_DIGITS + 1))
-MEASURED_BANDS = (Band((3, 3)), Band((4, 3)), Band((4, 4)), Band((5, 4)), Band((5, 5)), Band((6, 6)), Band((8, 8)))
+PRETRAIN_BANDS = tuple(Band((a, b)) for a in range(1, PRETRAIN_DIGITS + 1)
+                       for b in range(1, PRETRAIN_DIGITS + 1))
+MEASURED_BANDS = tuple(Band(digits) for digits in ((3, 3), (4, 3), (4, 4), (5, 4), (5, 5), (6, 6), (8, 8)))
 FINE_TUNE_BANDS = (Band((3, 3)), Band((4, 4)))
 PROBLEMS, SAMPLES, MAX_TOKENS = 64, 8, 96
 
@@ -80,39 +83,58 @@ def columns(question: str) -> str:
     return "".join(steps)
 
 
+def label(question: str, k: int, fmt: str) -> str:
+    """The position label of column k of `question` in the `indexed` format, else none. Labels
+    are consecutive letters from a start drawn per question (a hash of it), so that every label
+    is seen at every column during pretraining: only the number of columns is new in a longer sum."""
+    if fmt != "indexed":
+        return ""
+    width = len(aligned(question))
+    start = random.Random(f"labels:{question}").randrange(len(COLUMN_LABELS) - width + 1)
+    return COLUMN_LABELS[start + k]
+
+
 def prompt(question: str, fmt: str, task: ArithTask) -> str:
     """The student's prompt: the task's (`347+85=`), or for `pairs` the aligned digit pairs,
-    units first (`75;48;30;=`)."""
-    if fmt == "pairs":
-        return "".join(f"{da}{db};" for da, db in aligned(question)) + "="
+    units first (`75;48;30;=`), for `indexed` each pair after its column's label (`e75;f48;g30;=`)."""
+    if fmt in ("pairs", "indexed"):
+        pairs = enumerate(aligned(question))
+        return "".join(f"{label(question, k, fmt)}{da}{db};" for k, (da, db) in pairs) + "="
     return task.student_prompt(question)
 
 
 def response(question: str, value: int, fmt: str) -> str:
     """The graded response: the scratchpad and the box, the box alone, or for `pairs` one
-    `digit carry;` per column, as long as a column of the prompt (`21;31;40;` for 347+85)."""
-    if fmt == "pairs":
+    `digit carry;` per column (`21;31;40;` for 347+85), for `indexed` after the column's label
+    (`e21;f31;g40;`)."""
+    if fmt in ("pairs", "indexed"):
         steps, carry = [], 0
-        for da, db in aligned(question):
+        for k, (da, db) in enumerate(aligned(question)):
             total = carry + int(da) + int(db)
-            steps.append(f"{total % 10}{total // 10};")
+            steps.append(f"{label(question, k, fmt)}{total % 10}{total // 10};")
             carry = total // 10
         return "".join(steps)
     box = f"\\boxed{{{value}}}"
     return columns(question) + box if fmt == "scratchpad" else box
 
 
-def pairs_value(text: str) -> int | None:
-    """The sum a `pairs` response spells (its digits units first, then the last carry), else None."""
-    if not re.fullmatch(r"(\d\d;)+", text.strip()):
+def columns_value(text: str, question: str, fmt: str) -> int | None:
+    """The sum a `pairs`/`indexed` response to `question` spells (its digits units first, then the
+    last carry; `indexed` labels those of the question's columns), else None."""
+    steps = text.strip().split(";")
+    if len(steps) < 2 or steps[-1] or len(steps) - 1 > len(COLUMN_LABELS):
         return None
-    steps = text.strip().split(";")[:-1]
-    return sum(int(step[0]) * 10**k for k, step in enumerate(steps)) + int(steps[-1][1]) * 10 ** len(steps)
+    steps = steps[:-1]
+    width = len(aligned(question))
+    labels = [label(question, k, fmt) if k < width else "?" for k in range(len(steps))]
+    if any(step != labels[k] + step[-2:] or not step[-2:].isdigit() for k, step in enumerate(steps)):
+        return None
+    return sum(int(step[-2]) * 10**k for k, step in enumerate(steps)) + int(steps[-1][-1]) * 10 ** len(steps)
 
 
-def is_right(text: str, value: int, fmt: str) -> bool:
-    if fmt == "pairs":
-        return pairs_value(text) == value
+def is_right(text: str, question: str, value: int, fmt: str) -> bool:
+    if fmt in ("pairs", "indexed"):
+        return columns_value(text, question, fmt) == value
     return extract_last_boxed(text) == str(value)
 
 
@@ -125,7 +147,9 @@ def examples(bands, rng: random.Random, count: int, fmt: str, task: ArithTask) -
 
 
 def pretrain(out: Path, fmt: str, task: ArithTask) -> None:
-    make_tiny_llama(out, SPEC, chars="".join(sorted(set(world_chars(task) + ";"))), seed=PRETRAIN.seed)
+    labels = COLUMN_LABELS if fmt == "indexed" else ""  # the other formats' vocabularies stay as built
+    chars = "".join(sorted(set(world_chars(task) + ";" + labels)))
+    make_tiny_llama(out, SPEC, chars=chars, seed=PRETRAIN.seed)
     tokenizer, model = load(out)
     train_and_save(out, model, tokenizer, PRETRAIN,
                    lambda rng: [examples(PRETRAIN_BANDS, rng, PRETRAIN.batch_size, fmt, task)],
@@ -150,8 +174,8 @@ def fine_tune(base: Path, out: Path, band: Band, fmt: str, task: ArithTask) -> N
 def success(folder: Path, fmt: str, task: ArithTask) -> dict[str, float]:
     """Sampled success per band of MEASURED_BANDS (the boxed value is graded, the scratchpad is not)."""
     return sampled_success(folder, MEASURED_BANDS, lambda question: prompt(question, fmt, task),
-                           lambda text, value: is_right(text, value, fmt), PROBLEMS, SAMPLES, MAX_TOKENS,
-                           "scratchpad-measure")
+                           lambda text, question, value: is_right(text, question, value, fmt),
+                           PROBLEMS, SAMPLES, MAX_TOKENS, "scratchpad-measure")
 
 
 def main(out: Path, formats: list[str]) -> None:

@@ -125,7 +125,7 @@ def fine_tune(base: Path, out: Path, band: Band, order: str, task: ArithTask) ->
 def success(folder: Path, order: str, task: ArithTask) -> dict[str, float]:
     """Share of correct samples per band: PROBLEMS fresh sums x SAMPLES at temperature 1."""
     return sampled_success(folder, MEASURED_BANDS, task.student_prompt,
-                           lambda text, value: extract_last_boxed(text) == written(value, order),
+                           lambda text, _, value: extract_last_boxed(text) == written(value, order),
                            PROBLEMS, SAMPLES, MAX_TOKENS, "transfer-measure")
 
 
