@@ -73,33 +73,39 @@ def aligned(question: str) -> list[tuple[str, str]]:
     return list(zip(reversed(a.zfill(width)), reversed(b.zfill(width)), strict=True))
 
 
-def columns(question: str) -> str:
-    """The scratchpad of a two-operand sum: per column, units first, `carry+digit+digit=sum;`."""
-    steps, carry = [], 0
+def column_sums(question: str) -> list[tuple[int, str, str, int]]:
+    """Per column, units first: (carry in, digit, digit, their total)."""
+    rows, carry = [], 0
     for da, db in aligned(question):
         total = carry + int(da) + int(db)
-        steps.append(f"{carry}+{da}+{db}={total};")
+        rows.append((carry, da, db, total))
         carry = total // 10
-    return "".join(steps)
+    return rows
 
 
-def label(question: str, k: int, fmt: str) -> str:
-    """The position label of column k of `question` in the `indexed` format, else none. Labels
-    are consecutive letters from a start drawn per question (a hash of it), so that every label
-    is seen at every column during pretraining: only the number of columns is new in a longer sum."""
-    if fmt != "indexed":
-        return ""
+def columns(question: str) -> str:
+    """The scratchpad of a two-operand sum: per column, units first, `carry+digit+digit=sum;`."""
+    return "".join(f"{carry}+{da}+{db}={total};" for carry, da, db, total in column_sums(question))
+
+
+def labels(question: str, fmt: str) -> list[str]:
+    """The position label of each column of `question` in the `indexed` format, else empty ones.
+    Labels are consecutive letters from a start drawn per question (a hash of it), so that every
+    label is seen at every column during pretraining: only the number of columns is new in a
+    longer sum."""
     width = len(aligned(question))
+    if fmt != "indexed":
+        return [""] * width
     start = random.Random(f"labels:{question}").randrange(len(COLUMN_LABELS) - width + 1)
-    return COLUMN_LABELS[start + k]
+    return list(COLUMN_LABELS[start:start + width])
 
 
 def prompt(question: str, fmt: str, task: ArithTask) -> str:
     """The student's prompt: the task's (`347+85=`), or for `pairs` the aligned digit pairs,
     units first (`75;48;30;=`), for `indexed` each pair after its column's label (`e75;f48;g30;=`)."""
     if fmt in ("pairs", "indexed"):
-        pairs = enumerate(aligned(question))
-        return "".join(f"{label(question, k, fmt)}{da}{db};" for k, (da, db) in pairs) + "="
+        pairs = zip(labels(question, fmt), aligned(question), strict=True)
+        return "".join(f"{name}{da}{db};" for name, (da, db) in pairs) + "="
     return task.student_prompt(question)
 
 
@@ -108,12 +114,8 @@ def response(question: str, value: int, fmt: str) -> str:
     `digit carry;` per column (`21;31;40;` for 347+85), for `indexed` after the column's label
     (`e21;f31;g40;`)."""
     if fmt in ("pairs", "indexed"):
-        steps, carry = [], 0
-        for k, (da, db) in enumerate(aligned(question)):
-            total = carry + int(da) + int(db)
-            steps.append(f"{label(question, k, fmt)}{total % 10}{total // 10};")
-            carry = total // 10
-        return "".join(steps)
+        sums = zip(labels(question, fmt), column_sums(question), strict=True)
+        return "".join(f"{name}{total % 10}{total // 10};" for name, (_, _, _, total) in sums)
     box = f"\\boxed{{{value}}}"
     return columns(question) + box if fmt == "scratchpad" else box
 
@@ -125,9 +127,9 @@ def columns_value(text: str, question: str, fmt: str) -> int | None:
     if len(steps) < 2 or steps[-1] or len(steps) - 1 > len(COLUMN_LABELS):
         return None
     steps = steps[:-1]
-    width = len(aligned(question))
-    labels = [label(question, k, fmt) if k < width else "?" for k in range(len(steps))]
-    if any(step != labels[k] + step[-2:] or not step[-2:].isdigit() for k, step in enumerate(steps)):
+    names = labels(question, fmt)
+    names += ["?"] * (len(steps) - len(names))  # a column the question lacks matches no label
+    if any(step != names[k] + step[-2:] or not step[-2:].isdigit() for k, step in enumerate(steps)):
         return None
     return sum(int(step[-2]) * 10**k for k, step in enumerate(steps)) + int(steps[-1][-1]) * 10 ** len(steps)
 
@@ -200,8 +202,8 @@ def main(out: Path, formats: list[str]) -> None:
         print(f"\n{fmt}: sampled success (%), {PROBLEMS} sums x {SAMPLES} samples per band")
         print("| student | " + " | ".join(names) + " |")
         print("|---|" + "---:|" * len(names))
-        for label, rates in rows.items():
-            print(f"| {label} | " + " | ".join(f"{100 * rates[n]:.1f}" for n in names) + " |")
+        for student, rates in rows.items():
+            print(f"| {student} | " + " | ".join(f"{100 * rates[n]:.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":
