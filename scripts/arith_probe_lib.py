@@ -19,7 +19,7 @@ from soar_orl.tasks.arith import Band, sample_expression
 
 @dataclass(frozen=True)
 class Schedule:
-    """An exploration's own training run (a tasks/arith_model.TrainSchedule)."""
+    """An exploration's own training run (a tasks/pretraining.TrainSchedule)."""
 
     steps: int
     batch_size: int

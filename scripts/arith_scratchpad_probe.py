@@ -43,7 +43,8 @@ from arith_probe_lib import Schedule, load, sampled_success
 
 from soar_orl.formats import extract_last_boxed
 from soar_orl.tasks.arith import ArithTask, Band, sample_expression
-from soar_orl.tasks.arith_model import train_and_save, world_chars
+from soar_orl.tasks.arith_model import world_chars
+from soar_orl.tasks.pretraining import train_and_save
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 FORMATS = ("scratchpad", "plain", "pairs", "indexed")

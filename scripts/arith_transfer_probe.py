@@ -45,9 +45,9 @@ from soar_orl.tasks.arith_model import (
     PretrainSettings,
     base_examples,
     base_model_dir,
-    train_and_save,
     world_chars,
 )
+from soar_orl.tasks.pretraining import train_and_save
 from soar_orl.tiny_model import make_tiny_llama
 
 ORDERS = ("msd", "lsd")

@@ -45,60 +45,20 @@ import random
 import string
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from arith_probe_lib import Schedule, group_success, load
 
 from soar_orl.formats import extract_last_boxed
-from soar_orl.tasks.arith_model import train_and_save
+from soar_orl.tasks.walk import LETTERS, WalkWorld
+from soar_orl.tasks.pretraining import train_and_save
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
-LETTERS = string.ascii_lowercase
 FORMATS = ("counted", "walk")
 
 
-@dataclass(frozen=True)
-class ChainWorld:
-    """The hidden successor function and the base model's unreliable knowledge of it."""
-
-    seed: int = 0
-    noisy_letters: int = 8
-    """Letters whose successor the pretraining walks mostly get wrong."""
-    right_share: float = 0.3
-    """How often a pretraining walk steps right from a noisy letter; the rest is split evenly
-    between its two wrong successors, each more likely than the right one."""
-    max_steps: int = 16
-    """The longest walk in pretraining (and in the measurements): no length is new to the model."""
-
-    def successor(self) -> dict[str, str]:
-        cycle = list(LETTERS)
-        random.Random(f"chain-world:{self.seed}").shuffle(cycle)
-        return {a: b for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=True)}
-
-    def noise(self) -> dict[str, tuple[str, str]]:
-        """The two wrong successors of each noisy letter."""
-        rng = random.Random(f"chain-noise:{self.seed}")
-        step = self.successor()
-        wrong = {}
-        for letter in rng.sample(LETTERS, self.noisy_letters):
-            wrong[letter] = tuple(rng.sample([x for x in LETTERS if x not in (letter, step[letter])], 2))
-        return wrong
-
-    def walk(self, start: str, steps: int, rng: random.Random | None = None) -> list[str]:
-        """The letters of a walk: the true one, or with `rng` one as the pretraining data writes it."""
-        step, wrong = self.successor(), self.noise()
-        letters = [start]
-        for _ in range(steps):
-            here = letters[-1]
-            if rng is not None and here in wrong and rng.random() >= self.right_share:
-                letters.append(rng.choice(wrong[here]))
-            else:
-                letters.append(step[here])
-        return letters
-
-
-WORLD = ChainWorld()
+WORLD = WalkWorld()
 SPEC = TinyLlamaSpec(hidden_size=128, intermediate_size=512, num_hidden_layers=4, max_position_embeddings=256)
 PRETRAIN = Schedule(steps=1500, batch_size=64, lr=3e-3, warmup_steps=50)
 FINE_TUNE = Schedule(steps=200, batch_size=64, lr=1e-3, warmup_steps=10)
@@ -111,16 +71,16 @@ def question(start: str, steps: int) -> str:
     return f"{start}{steps:02d}="
 
 
-def response(letters: list[str], fmt: str) -> str:
+def response(letters: str, fmt: str) -> str:
     if fmt == "walk":
-        return f"\\boxed{{{''.join(letters)}}}"
+        return f"\\boxed{{{letters}}}"
     steps = len(letters) - 1
     return " ".join(f"{letter}{steps - i:02d}" for i, letter in enumerate(letters)) + f" \\boxed{{{letters[-1]}}}"
 
 
-def label(letters: list[str], fmt: str) -> str:
+def label(letters: str, fmt: str) -> str:
     """What a right box holds: the whole walk (`walk`) or its end (`counted`)."""
-    return "".join(letters) if fmt == "walk" else letters[-1]
+    return letters if fmt == "walk" else letters[-1]
 
 
 def examples(rng: random.Random, count: int, lengths, true_labels: bool, fmt: str) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@
     soar bench pipeline [RECIPE]             meta.async true vs false: step time, pool idle time
     soar bench sampling [--engines 1 2 ...]  the sampling service on 1 vs 2 engines: samples per second
     soar pretrain-arith [--world W] [--rebuild]  the arithmetic world: base model, its measures, hard split
+    soar pretrain-walk [--rebuild]           the walk world: base model, its measures, hard split
     soar filter PROBLEMS --model M --out D   fail@k hard set, 50/50 split, resumable, over --gpus
     soar eval --model M --test N=PATH --out D  pass@k (unbiased), mean/spread over --seeds, resumable
     soar questions RUN_DIR [--solver M]      Vendi, duplicates, answer agreement of a run's questions
@@ -96,6 +97,12 @@ def cmd_pretrain_arith(args: argparse.Namespace) -> int:
     from soar_orl.eval.arith_hard import pretrain_arith
 
     return pretrain_arith(args.world, rebuild=args.rebuild)
+
+
+def cmd_pretrain_walk(args: argparse.Namespace) -> int:
+    from soar_orl.eval.walk_hard import pretrain_walk
+
+    return pretrain_walk(rebuild=args.rebuild)
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
@@ -308,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which base model: `arith-lsd` answers units first (builtin:arith-lsd)")
     arith.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
     arith.set_defaults(func=cmd_pretrain_arith)
+    walk = commands.add_parser(
+        "pretrain-walk",
+        help="pretrain (or load from cache) the walk world's base model, report its success per walk length "
+        "and the teacher's valid and right rates, build (or load) its fail@k hard split",
+    )
+    walk.add_argument("--rebuild", action="store_true", help="retrain and resample even if cached")
+    walk.set_defaults(func=cmd_pretrain_walk)
     quest = commands.add_parser("questions", help="diversity (Vendi, duplicates) and answer agreement of a run's questions")
     quest.add_argument("run_dir", type=Path, help="a SOAR run directory (runs/<name>)")
     quest.add_argument("--solver", default=None, help="model whose majority answer is compared (default: the base student)")

@@ -64,10 +64,10 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    task: Literal["math", "arith", "arith-lsd"] = "math"
-    """Problem world: `math` (MATH/HARP/OlympiadBench, Math-Verify), `arith` (embedded default)
-    or `arith-lsd` (the same sums answered units first; tasks/arith.py). Same list as
-    tasks.TASK_NAMES."""
+    task: Literal["math", "arith", "arith-lsd", "walk"] = "math"
+    """Problem world: `math` (MATH/HARP/OlympiadBench, Math-Verify), `arith` (embedded default),
+    `arith-lsd` (the same sums answered units first; tasks/arith.py) or `walk` (long walks of an
+    unreliably known step; tasks/walk.py). Same list as tasks.TASK_NAMES."""
     hard_train: str = "data/math_hard/train.jsonl"
     """The fail@k hard train split (Q_R is sampled from it), made by `soar filter`."""
     hard_test: str = "data/math_hard/test.jsonl"
@@ -423,7 +423,7 @@ class SoarConfig(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def _world_problems(self) -> list[str]:
-        """A built-in arithmetic model or problem set must belong to `data.task`'s world: an
+        """A built-in model or problem set must belong to `data.task`'s world: an
         `arith-lsd` model graded as `arith` would look like it never answers right."""
         from soar_orl.tasks import builtin_world
 

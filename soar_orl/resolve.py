@@ -9,6 +9,8 @@ Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the a
 fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
 `edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py);
 `builtin:arith-lsd/NAME` the same sets filtered with `builtin:arith-lsd`.
+`builtin:walk` is the walk world's base model (tasks/walk_model.py), `builtin:walk/hard_train`,
+`hard_test` and `full_train` its fail@k split and everything but its test half (eval/walk_hard.py).
 Any other value is a local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 """
 
@@ -30,11 +32,15 @@ def resolve_model(name: str) -> str:
         return str(base_model_dir(WORLDS[world]))
     if world == "arith-teacher":
         return str(teacher_model_dir())
+    if world == "walk":
+        from soar_orl.tasks.walk_model import base_model_dir as walk_model_dir
+
+        return str(walk_model_dir())
     if world == "smollm2":
         from soar_orl.pretrained import smollm2_dir
 
         return str(smollm2_dir())
-    known = [f"{BUILTIN}{world}" for world in [*WORLDS, "arith-teacher", "smollm2"]]
+    known = [f"{BUILTIN}{world}" for world in [*WORLDS, "arith-teacher", "walk", "smollm2"]]
     raise ValueError(f"unknown built-in model {name!r} (known: {', '.join(known)})")
 
 
@@ -44,8 +50,13 @@ def resolve_problems(source: str) -> list[Problem]:
     from soar_orl.eval.arith_hard import BUILTIN_SETS, builtin_problem_set
     from soar_orl.tasks.arith_model import WORLDS
 
+    from soar_orl.eval import walk_hard
+
     world, _, split = source.removeprefix(BUILTIN).partition("/")
     if world in WORLDS and split in BUILTIN_SETS:
         return builtin_problem_set(world, split)
-    known = ", ".join(f"{BUILTIN}{world}/{name}" for world in WORLDS for name in BUILTIN_SETS)
+    if world == "walk" and split in walk_hard.BUILTIN_SETS:
+        return walk_hard.builtin_problem_set(split)
+    known = ", ".join([*(f"{BUILTIN}{world}/{name}" for world in WORLDS for name in BUILTIN_SETS),
+                       *(f"{BUILTIN}walk/{name}" for name in walk_hard.BUILTIN_SETS)])
     raise ValueError(f"unknown built-in problem set {source!r} (known: {known})")

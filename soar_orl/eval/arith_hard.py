@@ -23,11 +23,10 @@ from pathlib import Path
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.eval.questions import answer_accuracy
 from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
-from soar_orl.eval.splits import hard_split
+from soar_orl.eval.splits import SPLIT_FILES, SUMMARY_FILE, write_hard_split
 from soar_orl.formats import QAPair
 from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum
 from soar_orl.tasks.arith_model import (
-    SETTINGS_FILE,
     WORLD_VERSION,
     WORLDS,
     PretrainSettings,
@@ -35,7 +34,8 @@ from soar_orl.tasks.arith_model import (
     world_task,
 )
 from soar_orl.tasks.base import Problem
-from soar_orl.tasks.problems import load_problems, write_problems
+from soar_orl.tasks.pretraining import SETTINGS_FILE
+from soar_orl.tasks.problems import load_problems
 
 # The edge bands the base model solves least (tasks/arith_model.py EDGE_BANDS); 3+1 and 1+3 stay
 # out of the pool, the nearest stepping stones.
@@ -46,8 +46,6 @@ UNSEEN_BANDS = (Band((4, 1)), Band((4, 2)), Band((1, 1, 1)), Band((2, 2, 2)))
 TEACHER_MAX_TOKENS = 64
 # The accuracy report draws its problems with this seed; the hard pool uses HardSplitSettings.seed.
 REPORT_SEED = 1
-SPLIT_FILES = {"hard_train": "train.jsonl", "hard_test": "test.jsonl"}
-SUMMARY_FILE = "hard_split.json"
 
 
 @dataclass(frozen=True)
@@ -185,25 +183,7 @@ def build_hard_split(out_dir: Path, llm, task: ArithTask, settings: HardSplitSet
     """Sample the pool, keep the 0/k problems, split them 50/50, write the JSONL files."""
     problems = hard_pool(settings)
     counts = success_counts(llm, task, problems, settings.k, settings.temperature, settings.max_tokens)
-    split = hard_split(counts, settings.k, settings.seed)
-    by_id = {p.id: p for p in problems}
-    for name, ids in (("hard_train", split.train), ("hard_test", split.test)):
-        write_problems(out_dir / SPLIT_FILES[name], (by_id[i] for i in ids))
-    per_band = {}
-    for band in settings.bands:
-        band_counts = [counts[p.id] for p in problems if p.metadata["band"] == band.name]
-        per_band[band.name] = {
-            "pool": len(band_counts),
-            "mean_success": sum(band_counts) / settings.k / len(band_counts),
-            "hard": band_counts.count(0),
-        }
-    summary = {
-        "settings": asdict(settings),
-        "train": len(split.train),
-        "test": len(split.test),
-        "bands": per_band,
-    }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_hard_split(out_dir, problems, counts, settings.k, settings.seed, "band", "bands", asdict(settings))
 
 
 def hard_split_dir(

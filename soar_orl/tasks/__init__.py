@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 # `data.task` values (config.py DataConfig.task lists the same): the arithmetic tasks differ
 # only in the order their answers are written (tasks/arith.py).
 ARITH_TASKS = {"arith": "msd", "arith-lsd": "lsd"}
-TASK_NAMES = ("math", *ARITH_TASKS)
+TASK_NAMES = ("math", *ARITH_TASKS, "walk")
 
 
 def build_task(name: str) -> Task:
@@ -24,13 +24,20 @@ def build_task(name: str) -> Task:
         from soar_orl.tasks.arith import ArithTask
 
         return ArithTask(answer_order=ARITH_TASKS[name])
+    if name == "walk":
+        from soar_orl.tasks.walk import WalkTask
+
+        return WalkTask()
     raise ValueError(f"unknown task {name!r} (known: {', '.join(TASK_NAMES)})")
 
 
 def builtin_world(name: str) -> str | None:
-    """The arithmetic task (ARITH_TASKS) whose answer order a built-in model or problem set
-    belongs to, e.g. `arith-lsd` for `builtin:arith-lsd/edge_train`; None for anything else."""
+    """The task a built-in model or problem set belongs to, e.g. `arith-lsd` for
+    `builtin:arith-lsd/edge_train` (an arithmetic task answers in its own order), `walk` for
+    `builtin:walk/hard_train`; None for anything else."""
     if not name.startswith("builtin:"):
         return None
     world = name.removeprefix("builtin:").partition("/")[0]
-    return "arith" if world == "arith-teacher" else world if world in ARITH_TASKS else None
+    if world == "arith-teacher":
+        return "arith"
+    return world if world in (*ARITH_TASKS, "walk") else None

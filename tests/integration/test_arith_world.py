@@ -24,7 +24,8 @@ from soar_orl.eval.arith_hard import (
 )
 from soar_orl.eval.sampling import generate, start_engine, stop_engine
 from soar_orl.tasks.arith import ArithTask, Band
-from soar_orl.tasks.arith_model import SETTINGS_FILE, PretrainSettings, base_model_dir
+from soar_orl.tasks.arith_model import PretrainSettings, base_model_dir
+from soar_orl.tasks.pretraining import SETTINGS_FILE
 from soar_orl.tasks.problems import load_problems
 from soar_orl.tiny_model import TinyLlamaSpec
 

@@ -4,23 +4,18 @@ committed folder."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-import soar_orl.tasks.arith_model as arith_model
 from soar_orl.cache import content_hash
 from soar_orl.eval.arith_hard import band_counts
 from soar_orl.formats import QAPair
-from soar_orl.resolve import resolve_model
 from soar_orl.tasks.arith import ArithTask
 from soar_orl.tasks.arith_model import (
     EASY_BANDS,
     EDGE_BANDS,
-    SETTINGS_FILE,
     PretrainSettings,
     TeacherSettings,
     settings_key,
