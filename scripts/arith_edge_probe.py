@@ -57,7 +57,8 @@ from soar_orl.eval.arith_hard import (
 )
 from soar_orl.eval.sampling import start_engine, stop_engine
 from soar_orl.formats import QAPair
-from soar_orl.meta.arith_probe import select_stones, wrong_label, write_jsonl
+from soar_orl.meta.arith_probe import select_stones, wrong_label
+from soar_orl.meta.probe import write_dataset
 from soar_orl.tasks.arith import ArithTask, Band, band_problems
 from soar_orl.tasks.arith_model import base_model_dir
 from soar_orl.tasks.problems import load_problems
@@ -112,7 +113,7 @@ def main(out: Path) -> None:
         "band_64": rng.sample(measured, 4 * N),
     }
     for name, rows in pick.items():
-        right = write_jsonl(out / f"{name}.jsonl", [QAPair(r["question"], r["answer"]) for r in rows], task)
+        right = write_dataset(out / f"{name}.jsonl", [QAPair(r["question"], r["answer"]) for r in rows], task)
         print(f"{out / name}.jsonl: {len(rows)} rows, {right:.0%} right labels")
     summary = json.loads((out / SUMMARY_FILE).read_text())
     print(f"split: {summary['train']} train / {summary['test']} test; "
@@ -148,7 +149,7 @@ def measure_and_write(out: Path, measured_file: str, chosen: dict[str, list], ta
                        for p in rows] for name, rows in chosen.items()}
     (out / measured_file).write_text(json.dumps(measured, indent=1) + "\n")
     for name, rows in chosen.items():
-        write_jsonl(out / f"{name}.jsonl", [QAPair(p.problem, p.answer) for p in rows], task)
+        write_dataset(out / f"{name}.jsonl", [QAPair(p.problem, p.answer) for p in rows], task)
         mean = sum(m["success"] for m in measured[name]) / N
         print(f"{out / name}.jsonl: {N} true-labelled sums, mean base success {mean:.1%}")
 

@@ -8,7 +8,7 @@ answers read in its own order) SAMPLES times each (default 512) at temperature 1
 quickstart's teacher budget of 64 tokens, parses every output with the task's teacher parser
 (eval/arith_hard.py teacher_stats) and prints one markdown table per teacher. With OUT_DIR it
 also writes each teacher's valid pairs as probe datasets of 16 rows (`<name>_<i>.jsonl`, the
-probe's format, meta/arith_probe.write_jsonl), in sampling order, for `soar probe --datasets`.
+probe's format, meta/probe.write_dataset), in sampling order, for `soar probe --datasets`.
 With STEPS and LR it measures, in place of those two, the pretrained teacher built with that many
 steps at that peak lr (every other TeacherSettings field the default; cached under its own hash,
 built first if needed): RESULTS.md, "Longer builds".
@@ -22,7 +22,7 @@ from pathlib import Path
 from soar_orl.eval.arith_hard import TEACHER_MAX_TOKENS, teacher_stats
 from soar_orl.eval.sampling import generate, start_engine, stop_engine
 from soar_orl.formats import QAPair
-from soar_orl.meta.arith_probe import write_jsonl
+from soar_orl.meta.probe import write_dataset
 from soar_orl.resolve import resolve_model
 from soar_orl.tasks import build_task, builtin_world
 from soar_orl.tasks.arith_model import TeacherSettings, teacher_model_dir
@@ -53,7 +53,7 @@ def main(samples: int, out: Path | None, teachers: dict[str, tuple[Path, str]]) 
                 pairs = [p for p in map(task.parse_teacher_output, texts) if isinstance(p, QAPair)]
                 out.mkdir(parents=True, exist_ok=True)
                 for i in range(DATASETS):
-                    right = write_jsonl(out / f"{name}_{i}.jsonl", pairs[i * N:(i + 1) * N], task)
+                    right = write_dataset(out / f"{name}_{i}.jsonl", pairs[i * N:(i + 1) * N], task)
                     print(f"{out / name}_{i}.jsonl: {N} rows, {right:.0%} right labels")
         finally:
             stop_engine(llm)

@@ -14,7 +14,7 @@
     soar report RUN_DIR [RUN_DIR ...]        runs side by side: pass@k mean/spread, curves, promotions
     soar probe RECIPE [key=value ...] --datasets A.jsonl B.jsonl [--runs R] [--q-r-draws D]
                                              grounded reward of given datasets at the inner budget
-    soar probe-datasets RECIPE --out DIR     the arithmetic world's probe datasets (hard, stones, ...)
+    soar probe-datasets RECIPE --out DIR     a built-in world's probe datasets (hard, stones, ...)
 
 Heavy libraries are imported inside the commands that need them, so `--help` and config
 validation are instant.
@@ -257,12 +257,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_datasets(args: argparse.Namespace) -> int:
-    from soar_orl.meta.arith_probe import write_probe_datasets
+    from soar_orl.meta import arith_probe, walk_probe
 
     cfg = load_config(args.recipe, args.overrides)
-    if cfg.data.task not in ARITH_TASKS:
-        raise SystemExit(f"error: probe-datasets knows the arithmetic world only, {args.recipe} has data.task={cfg.data.task}")
-    print(write_probe_datasets(cfg, args.out))
+    if cfg.data.task == "walk":
+        print(walk_probe.write_probe_datasets(cfg, args.out))
+    elif cfg.data.task in ARITH_TASKS:
+        print(arith_probe.write_probe_datasets(cfg, args.out))
+    else:
+        raise SystemExit(f"error: probe-datasets knows the built-in worlds only, {args.recipe} has data.task={cfg.data.task}")
     return 0
 
 
@@ -276,7 +279,7 @@ def _add_probe_parsers(commands) -> None:
     probe.add_argument("--q-r-draws", type=int, default=2, help="independent Q_R samples of data.hard_train")
     probe.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_OUTPUT_DIR/probe-RUN_NAME)")
     probe.set_defaults(func=cmd_probe)
-    data = commands.add_parser("probe-datasets", help="write the arithmetic world's probe datasets (meta.n rows each)")
+    data = commands.add_parser("probe-datasets", help="write a built-in world's probe datasets (meta.n rows each)")
     _add_recipe_args(data)
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.set_defaults(func=cmd_probe_datasets)

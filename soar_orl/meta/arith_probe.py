@@ -27,6 +27,7 @@ from pathlib import Path
 
 from soar_orl.config import SoarConfig
 from soar_orl.formats import QAPair
+from soar_orl.meta.probe import write_dataset
 from soar_orl.tasks.arith import Band, band_problems
 from soar_orl.tasks.arith_model import EASY_BANDS, EDGE_BANDS
 from soar_orl.tasks.base import Problem
@@ -92,17 +93,6 @@ def wrong_label(answer: str, rng: random.Random) -> str:
     return "".join(digits)
 
 
-def write_jsonl(path: Path, pairs: Sequence[QAPair], task) -> float:
-    """Rows {question, answer, true_answer, right}; returns the share of right labels."""
-    rows = []
-    for pair in pairs:
-        truth = task.reference_answer(pair.question)
-        rows.append({"question": pair.question, "answer": pair.answer, "true_answer": truth,
-                     "right": truth is not None and int(truth) == int(pair.answer)})
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return sum(row["right"] for row in rows) / len(rows)
-
-
 def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
     """Measure the base student's bands, write the five datasets and the manifest; returns a summary."""
     from soar_orl.eval.arith_hard import success_counts
@@ -137,7 +127,7 @@ def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
         "stones_wrong_labels": [QAPair(p.question, wrong_label(p.answer, rng)) for p in stones],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    right = {name: write_jsonl(out_dir / f"{name}.jsonl", pairs, task) for name, pairs in datasets.items()}
+    right = {name: write_dataset(out_dir / f"{name}.jsonl", pairs, task) for name, pairs in datasets.items()}
     manifest = {
         "n": n, "student": cfg.model.student, "hard_train": cfg.data.hard_train,
         "band_success": success, "measure": {"problems": MEASURE_PROBLEMS, "samples": MEASURE_SAMPLES,

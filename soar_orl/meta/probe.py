@@ -40,6 +40,7 @@ from soar_orl.config import SoarConfig
 from soar_orl.eval.passk import pass_at_k_over_seeds
 from soar_orl.formats import QAPair
 from soar_orl.resolve import BUILTIN, resolve_problems
+from soar_orl.tasks.base import Outcome, Task
 
 log = logging.getLogger("soar")
 
@@ -83,6 +84,19 @@ def load_dataset(path: str | Path) -> ProbeDataset:
     if not pairs:
         raise ValueError(f"{path}: no rows")
     return ProbeDataset(path.stem, str(path), tuple(pairs))
+
+
+def write_dataset(path: Path, pairs: Sequence[QAPair], task: Task) -> float:
+    """A probe dataset file: rows {question, answer, true_answer, right} (true_answer when the task
+    computes one, e.g. arith and walk; right when the label grades as it); returns the share of
+    right labels."""
+    rows = []
+    for pair in pairs:
+        truth = task.reference_answer(pair.question)
+        right = truth is not None and task.grade(task.response_for(truth), pair.answer).outcome is Outcome.CORRECT
+        rows.append({"question": pair.question, "answer": pair.answer, "true_answer": truth, "right": right})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return sum(row["right"] for row in rows) / len(rows)
 
 
 def unique_names(datasets: Sequence[ProbeDataset]) -> None:
