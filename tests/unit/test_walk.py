@@ -135,3 +135,30 @@ def test_the_walk_task_and_its_builtin_names_are_known() -> None:
 def test_a_bad_world_is_refused(bad) -> None:
     with pytest.raises(ValueError):
         WalkWorld(**bad)
+
+
+def test_the_probes_stepping_stones_are_the_shortest_walks_through_a_noisy_letter() -> None:
+    from soar_orl.meta.walk_probe import shortest_walks
+
+    stones = shortest_walks(WORLD, 16, noisy=True, exclude=set())
+    assert [p.metadata["steps"] for p in stones] == [1] * WORLD.noisy_letters + [2] * (16 - WORLD.noisy_letters)
+    assert all(p.metadata["noisy"] > 0 for p in stones)
+    easy = shortest_walks(WORLD, 16, noisy=False, exclude={"b01"})
+    assert all(p.metadata["noisy"] == 0 for p in easy) and "b01" not in {p.problem for p in easy}
+    with pytest.raises(ValueError, match="fewer than"):
+        shortest_walks(WORLD, 10_000, noisy=True, exclude=set())
+
+
+def test_a_wrong_walk_leaves_the_true_one_at_its_first_noisy_letter_only() -> None:
+    from soar_orl.meta.walk_probe import wrong_walk
+
+    step, noise = WORLD.successor(), WORLD.noise()
+    for start in LETTERS:
+        true, wrong = WORLD.walk(start, 6), wrong_walk(WORLD, start, 6)
+        first = next((i for i, letter in enumerate(true[:-1]) if letter in noise), None)
+        if first is None:
+            assert wrong == true
+            continue
+        assert wrong[:first + 1] == true[:first + 1] and wrong[first + 1] == noise[true[first]][0]
+        assert all(step[a] == b for a, b in zip(wrong[first + 1:], wrong[first + 2:]))
+        assert TASK.grade(f"\\boxed{{{wrong}}}", true).outcome is not Outcome.CORRECT
