@@ -9,7 +9,8 @@ Problem sets: `builtin:arith/hard_train` and `builtin:arith/hard_test` are the a
 fail@k split, `builtin:arith/full_train` everything but its hard test split; `edge_train`,
 `edge_test` and `edge_full_train` the same for its split just past the edge (eval/arith_hard.py);
 `builtin:arith-lsd/NAME` the same sets filtered with `builtin:arith-lsd`.
-`builtin:walk` is the walk world's base model (tasks/walk_model.py), `builtin:walk/hard_train`,
+`builtin:walk` is the walk world's base model (tasks/walk_model.py), `builtin:walk-teacher` that
+model continued on teacher examples with true walks (a teacher only), `builtin:walk/hard_train`,
 `hard_test` and `full_train` its fail@k split and everything but its test half (eval/walk_hard.py).
 Any other value is a local Hugging Face folder / JSONL (or .jsonl.gz) / Parquet path or a hub name.
 """
@@ -32,15 +33,15 @@ def resolve_model(name: str) -> str:
         return str(base_model_dir(WORLDS[world]))
     if world == "arith-teacher":
         return str(teacher_model_dir())
-    if world == "walk":
-        from soar_orl.tasks.walk_model import base_model_dir as walk_model_dir
+    if world in ("walk", "walk-teacher"):
+        from soar_orl.tasks import walk_model
 
-        return str(walk_model_dir())
+        return str(walk_model.base_model_dir() if world == "walk" else walk_model.teacher_model_dir())
     if world == "smollm2":
         from soar_orl.pretrained import smollm2_dir
 
         return str(smollm2_dir())
-    known = [f"{BUILTIN}{world}" for world in [*WORLDS, "arith-teacher", "walk", "smollm2"]]
+    known = [f"{BUILTIN}{world}" for world in [*WORLDS, "arith-teacher", "walk", "walk-teacher", "smollm2"]]
     raise ValueError(f"unknown built-in model {name!r} (known: {', '.join(known)})")
 
 

@@ -38,6 +38,5 @@ def builtin_world(name: str) -> str | None:
     if not name.startswith("builtin:"):
         return None
     world = name.removeprefix("builtin:").partition("/")[0]
-    if world == "arith-teacher":
-        return "arith"
+    world = {"arith-teacher": "arith", "walk-teacher": "walk"}.get(world, world)
     return world if world in (*ARITH_TASKS, "walk") else None

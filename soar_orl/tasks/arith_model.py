@@ -28,7 +28,7 @@ from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.tasks import ARITH_TASKS
 from soar_orl.tasks.arith import ANSWER_ORDERS, ArithTask, Band, sample_expression
-from soar_orl.tasks.pretraining import train_and_save
+from soar_orl.tasks.pretraining import continue_training, train_and_save
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 WORLD_VERSION = 1
@@ -250,19 +250,8 @@ def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None
 
 def pretrain_teacher(out_dir: Path, base_dir: Path, settings: TeacherSettings, task: ArithTask) -> None:
     """Continue the base model in `base_dir` on teacher examples only; save it into `out_dir`."""
-    import shutil
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    # The base folder's tokenizer and configs stay; the weights and the record are overwritten.
-    shutil.copytree(base_dir, out_dir, dirs_exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
-    rng = random.Random(f"arith-teacher:{settings.seed}")
-    key = teacher_settings_key(settings, task)
-    train_and_save(
-        out_dir, model, tokenizer, settings,
+    continue_training(
+        out_dir, base_dir, settings,
         lambda rng: [teacher_examples(task, settings, rng, settings.batch_size)],
-        rng, key, "pretrain arith teacher",
+        random.Random(f"arith-teacher:{settings.seed}"), teacher_settings_key(settings, task), "pretrain arith teacher",
     )

@@ -109,3 +109,25 @@ def train_and_save(
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),
     }
     (out_dir / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def continue_training(
+    out_dir: Path,
+    base_dir: Path,
+    settings: TrainSchedule,
+    draw: Callable[[random.Random], list[list[tuple[str, str]]]],
+    rng: random.Random,
+    key: dict[str, Any],
+    desc: str,
+) -> None:
+    """`train_and_save` from the model in `base_dir` (a fresh AdamW) into `out_dir`: the base
+    folder's tokenizer and configs stay, the weights and the record are overwritten."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shutil.copytree(base_dir, out_dir, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    train_and_save(out_dir, model, tokenizer, settings, draw, rng, key, desc)

@@ -10,6 +10,11 @@ written right only `world.right_share` of the time (tasks/walk.py says why), in 
   parseable pairs whose labels are as (un)reliable as the student's answers.
 The result is cached in `walk-base-<hash>`; the hash covers the settings, the characters, the
 prompts and WORLD_VERSION (bump it when the code changes what a given setting produces).
+
+`builtin:walk-teacher` is that model continued on teacher examples with true walks
+(WalkTeacherSettings): a teacher that knows the successor function the student knows only
+unreliably, and still writes walks of every length, so that what its RL has to learn is which
+questions teach, not the answers.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
-from soar_orl.tasks.pretraining import train_and_save
+from soar_orl.tasks.pretraining import continue_training, train_and_save
 from soar_orl.tasks.walk import LETTERS, WalkTask, WalkWorld, walk_question
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
@@ -120,3 +125,52 @@ def pretrain(out_dir: Path, settings: WalkPretrainSettings, task: WalkTask) -> N
 
     rng = random.Random(f"walk-pretrain:{settings.seed}")
     train_and_save(out_dir, model, tokenizer, settings, draw, rng, settings_key(settings, task), "pretrain walk base")
+
+
+# ---------------------------------------------------------------------------- the pretrained teacher
+
+
+@dataclass(frozen=True)
+class WalkTeacherSettings:
+    """Everything that decides `builtin:walk-teacher` (all of it enters its cache hash, the base
+    model's settings included): the base model continued on teacher examples only, walks of every
+    length drawn as in pretraining, each labelled with the true walk."""
+
+    base: WalkPretrainSettings = field(default_factory=WalkPretrainSettings)
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    """A fresh AdamW (the base model's moments are not kept): a short warm-up first."""
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"steps, batch_size and lr must be positive, got {self.steps}, {self.batch_size}, {self.lr}")
+
+
+def teacher_examples(task: WalkTask, rng: random.Random, count: int) -> list[tuple[str, str]]:
+    """Teacher-format pairs of walks drawn as in pretraining, labelled with the true walk."""
+    rows = []
+    for _ in range(count):
+        start, steps = rng.choice(LETTERS), rng.randint(1, task.world.max_steps)
+        pair = QAPair(walk_question(start, steps), task.world.walk(start, steps))
+        rows.append((task.teacher_prompt(), format_teacher_output(pair)))
+    return rows
+
+
+def teacher_model_dir(settings: WalkTeacherSettings | None = None, rebuild: bool = False) -> Path:
+    """The cached pretrained teacher folder, trained first (from the base model) if needed."""
+    settings = settings or WalkTeacherSettings()
+    task = WalkTask(settings.base.world)
+    key = {"world_version": WORLD_VERSION, "teacher": asdict(settings), "base": settings_key(settings.base, task)}
+    base_dir = base_model_dir(settings.base)
+
+    def build(out_dir: Path) -> None:
+        continue_training(out_dir, base_dir, settings,
+                          lambda rng: [teacher_examples(task, rng, settings.batch_size)],
+                          random.Random(f"walk-teacher:{settings.seed}"), key, "pretrain walk teacher")
+
+    return build_once(cache_root() / f"walk-teacher-{content_hash(key)}", build, rebuild=rebuild)

@@ -162,3 +162,12 @@ def test_a_wrong_walk_leaves_the_true_one_at_its_first_noisy_letter_only() -> No
         assert wrong[:first + 1] == true[:first + 1] and wrong[first + 1] == noise[true[first]][0]
         assert all(step[a] == b for a, b in zip(wrong[first + 1:], wrong[first + 2:]))
         assert TASK.grade(f"\\boxed{{{wrong}}}", true).outcome is not Outcome.CORRECT
+
+
+def test_the_pretrained_teachers_examples_are_true_walks_of_every_length() -> None:
+    from soar_orl.tasks.walk_model import teacher_examples
+
+    pairs = [TASK.parse_teacher_output(response) for _, response in teacher_examples(TASK, random.Random(3), 400)]
+    assert all(pair.answer == TASK.reference_answer(pair.question) for pair in pairs)
+    assert {parse_question(pair.question)[1] for pair in pairs} == set(range(1, WORLD.max_steps + 1))
+    assert builtin_world("builtin:walk-teacher") == "walk"
