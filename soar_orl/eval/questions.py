@@ -83,12 +83,25 @@ def answer_accuracy(task: Task, pairs: Sequence[QAPair]) -> float | None:
     return right / len(pairs)
 
 
+def kind_counts(task: Task, pairs: Sequence[QAPair]) -> dict[str, list[int]]:
+    """[written, right answers] per difficulty band (Task.question_kind) of the well-formed
+    questions, bands sorted by name; empty for tasks without bands."""
+    counts: dict[str, list[int]] = {}
+    for pair in pairs:
+        kind = task.question_kind(pair.question)
+        if kind is not None:
+            entry = counts.setdefault(kind, [0, 0])
+            entry[0] += 1
+            entry[1] += answer_accuracy(task, [pair]) == 1.0
+    return dict(sorted(counts.items()))
+
+
 def summarise(task: Task, pairs: Sequence[QAPair]) -> dict:
-    """Size, Vendi score, duplicate rate and (when the task knows true answers) answer accuracy of
-    a non-empty set of questions."""
+    """Size, Vendi score, duplicate rate, (when the task knows true answers) answer accuracy, and
+    (when it has bands) the questions and right answers per band, of a non-empty set of questions."""
     questions = [p.question for p in pairs]
     return {"questions": len(questions), "vendi": vendi_of(questions), "duplicate_rate": duplicate_rate(questions),
-            "answer_accuracy": answer_accuracy(task, pairs)}
+            "answer_accuracy": answer_accuracy(task, pairs), "kinds": kind_counts(task, pairs)}
 
 
 def diversity(task: Task, steps: dict[int, list[QAPair]]) -> dict:
@@ -133,7 +146,20 @@ def format_questions_report(result: dict) -> str:
     for step, row in result["diversity"]["per_step"].items():
         lines.append(f"| {step} | {row['questions']} | {row['vendi']:.2f} | {100 * row['duplicate_rate']:.1f}% | "
                      f"{answer_accuracy_text(row)} |")
+    sets = [("all generated", run), *([("promoted", promoted)] if promoted else [])]
+    kinds = sorted({kind for _, summary in sets for kind in summary.get("kinds", {})}, key=_kind_order)
+    if kinds:
+        lines += ["", "Questions per band (written / right answers):", "",
+                  "| band | " + " | ".join(name for name, _ in sets) + " |", "|---|" + "---:|" * len(sets)]
+        for kind in kinds:
+            cells = [summary["kinds"].get(kind, [0, 0]) for _, summary in sets]
+            lines.append(f"| {kind} | " + " | ".join(f"{n} / {right}" for n, right in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _kind_order(kind: str) -> list:
+    """Bands in numeric order (`2 noisy` before `10 noisy`, `3,2` before `3,10`)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", kind)]
 
 
 def write_questions_report(run_dir: Path, result: dict) -> Path:

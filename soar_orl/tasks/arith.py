@@ -177,6 +177,10 @@ class ArithTask(Task):
         operands = parse_sum(question)
         return None if operands is None else str(sum(map(int, operands)))
 
+    def question_kind(self, question: str) -> str | None:
+        operands = parse_sum(question)
+        return None if operands is None else ",".join(str(len(a)) for a in operands)
+
     def student_prompt(self, question: str) -> str:
         return f"{question}="
 

@@ -83,6 +83,12 @@ class Task(abc.ABC):
         Lets `soar questions` measure how often the teacher's answers are right."""
         return None
 
+    def question_kind(self, question: str) -> str | None:
+        """The difficulty band a well-formed question belongs to (arith: its operand digits,
+        `3,2`; walk: the noisy letters its walk crosses, `2 noisy`), for tallies of what a teacher
+        writes; None for tasks without bands (math) or a malformed question."""
+        return None
+
     @abc.abstractmethod
     def answer_parses(self, answer: str) -> bool:
         """Can this task's verifier read `answer` (the content of a teacher's box)?"""

@@ -158,6 +158,10 @@ class WalkTask(Task):
         parsed = parse_question(question)
         return None if parsed is None else self.world.walk(*parsed)
 
+    def question_kind(self, question: str) -> str | None:
+        parsed = parse_question(question)
+        return None if parsed is None else f"{self.world.noisy_crossings(*parsed)} noisy"
+
     def grade(self, response: str, label: str) -> Graded:
         """CORRECT when the last box is the label's walk, WRONG otherwise, NO_ANSWER without a
         closed box. The verifier is exact, so nothing is left UNVERIFIED."""

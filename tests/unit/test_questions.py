@@ -92,3 +92,27 @@ def test_the_markdown_calls_agreement_a_proxy_and_reports_pq_separately() -> Non
     assert "2 promoted questions (PQ)" in text and "PQ answer agreement with the same solver (2 questions): 100.0%" in text
     assert "| 0 | 2 |" in text and text.count("right answers 100.0%") == 2 and "| 100.0% |" in text
     assert "no promoted questions" in format_questions_report({**result, "promoted": None})
+
+
+def test_questions_are_tallied_per_band_with_their_right_answers() -> None:
+    from soar_orl.eval.questions import kind_counts
+    from soar_orl.tasks.walk import WalkTask
+
+    arith = ArithTask()
+    pairs = [QAPair("12+3", "15"), QAPair("12+4", "99"), QAPair("1+2", "3"), QAPair("what?", "1")]
+    assert kind_counts(arith, pairs) == {"1,1": [1, 1], "2,1": [2, 1]}  # the malformed question is left out
+    walk = WalkTask()
+    noisy = sorted(walk.world.noise())[0]
+    right = QAPair(f"{noisy}01", walk.reference_answer(f"{noisy}01"))
+    wrong = QAPair(f"{noisy}01", noisy + walk.world.noise()[noisy][0])
+    assert kind_counts(walk, [right, wrong]) == {"1 noisy": [2, 1]}
+
+
+def test_the_report_shows_the_bands_of_generated_and_promoted_questions() -> None:
+    task = ArithTask()
+    generated = [QAPair("12+3", "15"), QAPair("123+45", "1")] * 2
+    result = {"run_dir": "runs/x", "diversity": diversity(task, {0: generated}),
+              "promoted": summarise(task, [QAPair("123+45", "168")])}
+    report = format_questions_report(result)
+    assert "| band | all generated | promoted |" in report
+    assert "| 2,1 | 2 / 2 | 0 / 0 |" in report and "| 3,2 | 2 / 0 | 1 / 1 |" in report
