@@ -28,7 +28,7 @@ from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.tasks import ARITH_TASKS
 from soar_orl.tasks.arith import ANSWER_ORDERS, ArithTask, Band, sample_expression
-from soar_orl.tasks.pretraining import continue_training, train_and_save
+from soar_orl.tasks.pretraining import continue_training, model_key, train_and_save
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 WORLD_VERSION = 1
@@ -124,13 +124,7 @@ def _settings_fields(settings: PretrainSettings) -> dict[str, Any]:
 
 def settings_key(settings: PretrainSettings, task: ArithTask) -> dict[str, Any]:
     """What the cache hash covers (JSON-ready)."""
-    return {
-        "world_version": WORLD_VERSION,
-        "settings": _settings_fields(settings),
-        "chars": world_chars(task),
-        "teacher_prompt": task.teacher_prompt(),
-        "student_prompt": task.student_prompt("{q}"),
-    }
+    return model_key(WORLD_VERSION, _settings_fields(settings), world_chars(task), task)
 
 
 def base_model_dir(settings: PretrainSettings | None = None, rebuild: bool = False) -> Path:

@@ -32,6 +32,18 @@ class TrainSchedule(Protocol):
     seed: int
 
 
+def model_key(world_version: int, settings: dict[str, Any], chars: str, task) -> dict[str, Any]:
+    """What a built-in base model's cache hash covers (JSON-ready): the world's code version, the
+    settings that made it, its tokenizer's characters and the prompts it was trained on."""
+    return {
+        "world_version": world_version,
+        "settings": settings,
+        "chars": chars,
+        "teacher_prompt": task.teacher_prompt(),
+        "student_prompt": task.student_prompt("{q}"),
+    }
+
+
 def _batch(tokenizer, examples: list[tuple[str, str]]):
     """Right-padded input ids and labels; labels are -100 on the prompt and the padding."""
     import torch

@@ -26,7 +26,7 @@ from typing import Any
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
-from soar_orl.tasks.pretraining import continue_training, train_and_save
+from soar_orl.tasks.pretraining import continue_training, model_key, train_and_save
 from soar_orl.tasks.walk import LETTERS, WalkTask, WalkWorld, walk_question
 from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
@@ -77,13 +77,7 @@ def world_chars(task: WalkTask) -> str:
 
 def settings_key(settings: WalkPretrainSettings, task: WalkTask) -> dict[str, Any]:
     """What the cache hash covers (JSON-ready)."""
-    return {
-        "world_version": WORLD_VERSION,
-        "settings": asdict(settings),
-        "chars": world_chars(task),
-        "teacher_prompt": task.teacher_prompt(),
-        "student_prompt": task.student_prompt("{q}"),
-    }
+    return model_key(WORLD_VERSION, asdict(settings), world_chars(task), task)
 
 
 def base_model_dir(settings: WalkPretrainSettings | None = None, rebuild: bool = False) -> Path:
