@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "recipes" / "quickstart.yaml"
+RECIPE = ROOT / "recipes" / "quickstart_arith.yaml"
 ROW_PREFIX = "SMOKE-ROW "
 
 
 def smoke_config(backend: str):
-    """The quickstart recipe, cut to a smoke's size; bfloat16 on GPU (vLLM's GPU attention
+    """The arithmetic quickstart recipe, cut to a smoke's size; bfloat16 on GPU (vLLM's GPU attention
     backends need half precision), float32 on CPU."""
     from soar_orl.config import load_config
 

@@ -7,8 +7,9 @@ half-written artefact behind, and a file lock makes a second process wait for th
 instead of repeating it.
 
 A folder may also be committed to the repository, under `artifacts/` with the same name (the
-arithmetic world's base model and hard split are: 4 MB that save a fresh clone about 10 minutes
-of pretraining and sampling, and pin the exact weights RESULTS.md was measured with). It is then
+built-in worlds' base models, the walk world's teacher and their hard splits are: about 4 MB a
+model, each saving a fresh clone 5-10 minutes of pretraining and sampling, and pinning the exact
+weights RESULTS.md was measured with). It is then
 copied instead of built; a change of settings changes the name, so a stale copy is never used.
 `rebuild=True` always builds.
 """

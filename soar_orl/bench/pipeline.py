@@ -14,7 +14,7 @@ from statistics import mean
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", default="recipes/quickstart.yaml")
+    parser.add_argument("recipe", nargs="?", default="recipes/quickstart_arith.yaml")
     parser.add_argument("--steps", type=int, default=4, help="outer steps per mode (the first is not counted)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value")
 

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="> 0: compare full fine-tuning with LoRA students of this rank (settings from --recipe)",
     )
     parser.add_argument("--students-per-worker", type=int, default=16, help="LoRA jobs in lockstep (with --lora-rank)")
-    parser.add_argument("--recipe", default="recipes/quickstart.yaml", help="model and student settings (with --lora-rank)")
+    parser.add_argument("--recipe", default="recipes/quickstart_arith.yaml", help="model and student settings (with --lora-rank)")
     parser.add_argument("--lora-jobs", type=int, default=None, help="jobs (with --lora-rank; default --students-per-worker)")
 
 

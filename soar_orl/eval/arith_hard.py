@@ -42,7 +42,7 @@ from soar_orl.tasks.problems import load_problems
 HARD_BANDS = (Band((3, 2)), Band((2, 3)), Band((3, 3)))
 # Bands the report measures besides the pretrained ones: a few the base model never saw.
 UNSEEN_BANDS = (Band((4, 1)), Band((4, 2)), Band((1, 1, 1)), Band((2, 2, 2)))
-# The teacher's output budget the valid rate is measured with (recipes/quickstart.yaml's).
+# The teacher's output budget the valid rate is measured with (recipes/quickstart_arith.yaml's).
 TEACHER_MAX_TOKENS = 64
 # The accuracy report draws its problems with this seed; the hard pool uses HardSplitSettings.seed.
 REPORT_SEED = 1

@@ -28,7 +28,7 @@ from soar_orl.tasks.walk_model import WORLD_VERSION, WalkPretrainSettings, base_
 BUILTIN_SETS = ("hard_train", "hard_test", "full_train")
 """`builtin:walk/NAME`: the fail@k split's halves, and every walk of the world but the hard test
 split (the Oracle's "full real training set", short walks included)."""
-# The teacher's output budget for the report's valid rate (recipes/quickstart_walk.yaml's).
+# The teacher's output budget for the report's valid rate (recipes/quickstart.yaml's).
 TEACHER_MAX_TOKENS = 96
 
 

@@ -1,7 +1,7 @@
 """SOAR's outer loop: a teacher writes datasets, students learn from them, the teacher is rewarded
 by the students' progress on real problems they could not solve.
 
-    bash run.sh recipes/quickstart.yaml                    # CPU, embedded arithmetic world
+    bash run.sh recipes/quickstart.yaml                    # CPU, embedded walk world
     bash run.sh recipes/math_grounded.yaml run.seed=1      # a Ray GPU cluster
 
 One outer step (paper, Algorithm 1; `OuterLoop.step`):

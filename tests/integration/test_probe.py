@@ -1,6 +1,8 @@
-"""`soar probe` on the quickstart's world, shortened: the real StudentPool runs the recipe's inner
-job on two datasets given as files (1 run, 1 Q_R draw, plus the draw's baseline job; Q_R scored
-by sampling), writes the report, and a second call finds every job finished and starts nothing."""
+"""`soar probe` on the quickstart's walk world, shortened: the real StudentPool runs the recipe's inner
+job on two datasets given as files (the shortest walks through a noisy letter, labelled with their
+true walks and with the base model's most common wrong walks; 1 run, 1 Q_R draw, plus the draw's
+baseline job; Q_R scored by sampling), writes the report, and a second call finds every job
+finished and starts nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from soar_orl.meta.arith_probe import fresh_sums, wrong_label
-from soar_orl.tasks.arith import Band
+from soar_orl.meta.walk_probe import shortest_walks, wrong_walk
+from soar_orl.tasks.walk import WalkWorld, parse_question
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +24,11 @@ Q_R_SAMPLES = 4  # the sampled Q_R measure (student.q_r_samples); the greedy one
 
 
 def test_probe_reports_the_grounded_reward_of_each_dataset_and_resumes(tmp_path: Path) -> None:
-    import random
-
-    stones = fresh_sums([Band((3, 1))], 8, seed=8, exclude=())
-    rng = random.Random(0)
-    for name, pairs in (("right", stones), ("wrong", [type(p)(p.question, wrong_label(p.answer, rng)) for p in stones])):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"question": p.question, "answer": p.answer}) + "\n"
-                                                        for p in pairs))
+    world = WalkWorld()
+    stones = shortest_walks(world, 8, noisy=True, exclude=set())
+    for name, rows in (("right", [(p.problem, p.answer) for p in stones]),
+                       ("wrong", [(p.problem, wrong_walk(world, *parse_question(p.problem))) for p in stones])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
     out = tmp_path / "probe"
     command = [sys.executable, "-m", "soar_orl.cli", "probe", str(RECIPE), f"data.q_r_size={Q_R_SIZE}",
                "student.inner_steps=2", "student.batch_prompts=4", "student.group_size=2", "student.train_micro_batch_size=8",

@@ -1,4 +1,4 @@
-"""The quickstart recipe end to end, shortened: SOAR on the arithmetic world, then the Hard-Only and
+"""The quickstart recipe end to end, shortened: SOAR on the walk world, then the Hard-Only and
 SOAR-T students by vanilla OpenRLHF RLVR, pass@k of every method on the hard test split, the table
 and the plots. The numbers of the table are recomputed here from the saved samples. SOAR-PQ (in the
 recipe) trains by the same RLVR as SOAR-T on other synthetic problems (meta/promotion.py
@@ -39,6 +39,7 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "quickstart"
+    cfg = load_config(RECIPE, overrides)
     summary = json.loads((run_dir / "eval" / "final.json").read_text())
     for method in ("base", "Hard-Only", "SOAR-PS", "SOAR-T"):
         assert f"| {method} |" in result.stdout  # the printed table has a row per method
@@ -49,7 +50,7 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     assert f"run directory: {run_dir} (log: {run_dir / 'logs' / 'run.log'})" in result.stdout
 
     # Every number of the table, recomputed from the per-sample grades on disk.
-    test_ids = [p.id for p in resolve_problems("builtin:arith/hard_test")]
+    test_ids = [p.id for p in resolve_problems(cfg.data.hard_test)]
     methods = (("base", "base"), ("Hard-Only", "hard_only"), ("SOAR-PS", "soar_ps"), ("SOAR-T", "soar_t"))
     for method, slug in methods:
         rows = [json.loads(line) for line in (run_dir / "eval" / slug / "hard_test.samples.jsonl").read_text().splitlines()]
@@ -73,10 +74,9 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     assert (run_dir / "plots" / "soar_curves.png").stat().st_size > 10_000
     # SOAR-T learned from questions its final teacher wrote: its set holds the budget's worth of them.
     # Every fresh student trained on exactly the budget's prompts, drawn from its set.
-    cfg = load_config(RECIPE, overrides)
     budget = prompt_budget(cfg)
     teacher_set = (run_dir / "baselines" / "soar_t" / "rlvr_problems.jsonl").read_text().splitlines()
-    assert len(teacher_set) == budget + len(resolve_problems("builtin:arith/hard_train"))
+    assert len(teacher_set) == budget + len(resolve_problems(cfg.data.hard_train))
     for baseline in ("hard_only", "soar_t"):
         problem_set = set((run_dir / "baselines" / baseline / "rlvr_problems.jsonl").read_text().splitlines())
         trained = (run_dir / "baselines" / baseline / "rlvr_prompts.jsonl").read_text().splitlines()
@@ -103,9 +103,10 @@ def test_quickstart_compares_soar_with_hard_only_on_the_hard_test_split(tmp_path
     assert result["agreement"]["questions"] == 16 and 0.0 <= result["agreement"]["share"] <= 1.0
 
 
-def test_the_oracle_trains_on_everything_but_the_hard_test_split() -> None:
-    full = {p.id for p in resolve_problems("builtin:arith/full_train")}
-    hard_train = {p.id for p in resolve_problems("builtin:arith/hard_train")}
-    hard_test = {p.id for p in resolve_problems("builtin:arith/hard_test")}
+@pytest.mark.parametrize("world", ["arith", "walk"])
+def test_the_oracle_trains_on_everything_but_the_hard_test_split(world: str) -> None:
+    full = {p.id for p in resolve_problems(f"builtin:{world}/full_train")}
+    hard_train = {p.id for p in resolve_problems(f"builtin:{world}/hard_train")}
+    hard_test = {p.id for p in resolve_problems(f"builtin:{world}/hard_test")}
     assert hard_train < full and not hard_test & full
     assert len(full) > 2 * len(hard_train)  # problems the base model solves sometimes are in it too

@@ -10,8 +10,7 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
 
 
 def test_rlvr_students_fine_tune_all_weights_after_a_run_with_lora_students(tmp_path):
-    cfg = load_config(QUICKSTART, ["student.lora.rank=8", "pools.students_per_worker=4",
-                                     "data.full_train=builtin:arith/full_train"])
+    cfg = load_config(QUICKSTART, ["student.lora.rank=8", "pools.students_per_worker=4"])
     for method, mode in ((HARD_ONLY, "hard_only"), (ORACLE, "oracle")):
         sub = rlvr_student_config(cfg, tmp_path, method, method.slug, steps=7)
         assert sub.meta.mode == mode and sub.meta.rlvr_steps == 7 and sub.evaluation.after_run == []
