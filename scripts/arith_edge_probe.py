@@ -46,16 +46,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from soar_orl.eval.arith_hard import (
-    EDGE_SPLIT,
-    SPLIT_FILES,
-    SUMMARY_FILE,
-    HardSplitSettings,
-    hard_pool,
-    hard_split_dir,
-    success_counts,
-)
-from soar_orl.eval.sampling import start_engine, stop_engine
+from soar_orl.eval.arith_hard import EDGE_SPLIT, HardSplitSettings, hard_pool, hard_split_dir
+from soar_orl.eval.sampling import start_engine, stop_engine, success_counts
+from soar_orl.eval.splits import SPLIT_FILES, SUMMARY_FILE
 from soar_orl.formats import QAPair
 from soar_orl.meta.arith_probe import select_stones, wrong_label
 from soar_orl.meta.probe import write_dataset

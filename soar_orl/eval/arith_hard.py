@@ -22,7 +22,7 @@ from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.eval.questions import answer_accuracy
-from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
+from soar_orl.eval.sampling import generate, start_engine, stop_engine, success_counts
 from soar_orl.eval.splits import SPLIT_FILES, SUMMARY_FILE, write_hard_split
 from soar_orl.formats import QAPair
 from soar_orl.tasks.arith import ArithTask, Band, band_problems, parse_sum
@@ -83,13 +83,6 @@ BUILTIN_SETS = {
 
 
 # ---------------------------------------------------------------------------- measures
-
-
-def success_counts(
-    llm, task: ArithTask, problems: Sequence[Problem], k: int, temperature: float, max_tokens: int
-) -> dict[str, int]:
-    """Correct samples out of k per problem id."""
-    return {s.problem_id: s.num_correct for s in sample_and_grade(llm, task, problems, k, temperature, max_tokens)}
 
 
 def band_accuracy(

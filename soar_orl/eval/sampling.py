@@ -130,6 +130,13 @@ def sample_and_grade(
     ]
 
 
+def success_counts(
+    llm, task: Task, problems: Sequence[Problem], k: int, temperature: float, max_tokens: int
+) -> dict[str, int]:
+    """Correct samples out of k per problem id (the built-in worlds' measurements)."""
+    return {s.problem_id: s.num_correct for s in sample_and_grade(llm, task, problems, k, temperature, max_tokens)}
+
+
 # ---------------------------------------------------------------------------- the service
 
 

@@ -10,13 +10,12 @@ at temperature 1 by the base model, the ones it never gets right survive, and th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.eval.questions import answer_accuracy
-from soar_orl.eval.sampling import generate, sample_and_grade, start_engine, stop_engine
+from soar_orl.eval.sampling import generate, start_engine, stop_engine, success_counts
 from soar_orl.eval.splits import SPLIT_FILES, SUMMARY_FILE, write_hard_split
 from soar_orl.formats import QAPair
 from soar_orl.tasks.base import Problem
@@ -29,7 +28,7 @@ BUILTIN_SETS = ("hard_train", "hard_test", "full_train")
 """`builtin:walk/NAME`: the fail@k split's halves, and every walk of the world but the hard test
 split (the Oracle's "full real training set", short walks included)."""
 # The teacher's output budget for the report's valid rate (recipes/quickstart.yaml's).
-TEACHER_MAX_TOKENS = 96
+TEACHER_MAX_TOKENS = 80
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,6 @@ class WalkSplitSettings:
 
 def hard_pool(world: WalkWorld, settings: WalkSplitSettings) -> list[Problem]:
     return walk_problems(world, range(settings.min_steps, world.max_steps + 1))
-
-
-def success_counts(llm, task: WalkTask, problems: Sequence[Problem], k: int, temperature: float,
-                   max_tokens: int) -> dict[str, int]:
-    """Correct samples out of k per problem id."""
-    return {s.problem_id: s.num_correct for s in sample_and_grade(llm, task, problems, k, temperature, max_tokens)}
 
 
 def hard_split_dir(model: WalkPretrainSettings | None = None, settings: WalkSplitSettings | None = None,

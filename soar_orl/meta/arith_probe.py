@@ -95,8 +95,7 @@ def wrong_label(answer: str, rng: random.Random) -> str:
 
 def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
     """Measure the base student's bands, write the five datasets and the manifest; returns a summary."""
-    from soar_orl.eval.arith_hard import success_counts
-    from soar_orl.eval.sampling import generate, start_engine, stop_engine
+    from soar_orl.eval.sampling import generate, start_engine, stop_engine, success_counts
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.tasks import build_task
 

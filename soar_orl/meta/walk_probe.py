@@ -58,8 +58,7 @@ def wrong_walk(world: WalkWorld, start: str, steps: int) -> str:
 def write_probe_datasets(cfg: SoarConfig, out_dir: Path) -> str:
     """Sample the base teacher, measure the base student on every dataset, write the five
     datasets and the manifest; returns a summary."""
-    from soar_orl.eval.sampling import generate, start_engine, stop_engine
-    from soar_orl.eval.walk_hard import success_counts
+    from soar_orl.eval.sampling import generate, start_engine, stop_engine, success_counts
     from soar_orl.resolve import resolve_model, resolve_problems
     from soar_orl.tasks import build_task
 

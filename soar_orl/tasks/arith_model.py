@@ -28,8 +28,8 @@ from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
 from soar_orl.tasks import ARITH_TASKS
 from soar_orl.tasks.arith import ANSWER_ORDERS, ArithTask, Band, sample_expression
-from soar_orl.tasks.pretraining import continue_training, model_key, train_and_save
-from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
+from soar_orl.tasks.pretraining import continue_training, model_key, pretrain_world_model
+from soar_orl.tiny_model import TinyLlamaSpec
 
 WORLD_VERSION = 1
 EASY_BANDS = (Band((1, 1)), Band((2, 1)), Band((1, 2)), Band((2, 2)))
@@ -222,24 +222,11 @@ def teacher_examples(task: ArithTask, settings: TeacherSettings, rng: random.Ran
 
 def pretrain(out_dir: Path, settings: PretrainSettings, task: ArithTask) -> None:
     """Train a fresh tiny Llama on the easy and edge bands; save it (HF folder) into `out_dir`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    make_tiny_llama(out_dir, settings.spec, chars=world_chars(task), seed=settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
-    n_teacher = round(settings.batch_size * settings.teacher_share)
-
-    def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
-        # Two parts: a teacher prompt is ten times longer than a student one (module docstring).
-        return [
-            base_examples(task, settings, rng, settings.batch_size - n_teacher, teacher=False),
-            base_examples(task, settings, rng, n_teacher, teacher=True),
-        ]
-
-    rng = random.Random(f"arith-pretrain:{settings.seed}")
-    key = settings_key(settings, task)
-    train_and_save(out_dir, model, tokenizer, settings, draw, rng, key, "pretrain arith base")
+    pretrain_world_model(
+        out_dir, settings, world_chars(task),
+        lambda rng, count, teacher: base_examples(task, settings, rng, count, teacher),
+        random.Random(f"arith-pretrain:{settings.seed}"), settings_key(settings, task), "pretrain arith base",
+    )
 
 
 def pretrain_teacher(out_dir: Path, base_dir: Path, settings: TeacherSettings, task: ArithTask) -> None:

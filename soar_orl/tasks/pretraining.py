@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from soar_orl.chat import chat_prompt
+from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
 
 SETTINGS_FILE = "arith_world.json"
 """Written beside the weights: what made them, and how long it took (the name predates the walk
@@ -30,6 +31,42 @@ class TrainSchedule(Protocol):
     min_lr_ratio: float
     weight_decay: float
     seed: int
+
+
+class WorldPretraining(TrainSchedule, Protocol):
+    """What `pretrain_world_model` reads besides the schedule (the built-in worlds' settings)."""
+
+    spec: TinyLlamaSpec
+    batch_size: int
+    teacher_share: float
+
+
+def pretrain_world_model(
+    out_dir: Path,
+    settings: WorldPretraining,
+    chars: str,
+    examples: Callable[[random.Random, int, bool], list[tuple[str, str]]],
+    rng: random.Random,
+    key: dict[str, Any],
+    desc: str,
+) -> None:
+    """A built-in world's base model: a fresh tiny Llama of `settings.spec` with a tokenizer of
+    `chars`, trained by `train_and_save` on batches of `examples(rng, count, teacher)`, a
+    `teacher_share` of each batch in the teacher's format. The two kinds run as separate parts: a
+    teacher prompt is several times longer than a student one, and mixing them would pad every
+    student example to the teacher's length."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    make_tiny_llama(out_dir, settings.spec, chars=chars, seed=settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    n_teacher = round(settings.batch_size * settings.teacher_share)
+
+    def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
+        return [examples(rng, settings.batch_size - n_teacher, False), examples(rng, n_teacher, True)]
+
+    train_and_save(out_dir, model, tokenizer, settings, draw, rng, key, desc)
 
 
 def model_key(world_version: int, settings: dict[str, Any], chars: str, task) -> dict[str, Any]:

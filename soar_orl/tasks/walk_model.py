@@ -26,9 +26,9 @@ from typing import Any
 
 from soar_orl.cache import build_once, cache_root, content_hash
 from soar_orl.formats import QAPair, format_teacher_output
-from soar_orl.tasks.pretraining import continue_training, model_key, train_and_save
+from soar_orl.tasks.pretraining import continue_training, model_key, pretrain_world_model
 from soar_orl.tasks.walk import LETTERS, WalkTask, WalkWorld, walk_question
-from soar_orl.tiny_model import TinyLlamaSpec, make_tiny_llama
+from soar_orl.tiny_model import TinyLlamaSpec
 
 WORLD_VERSION = 1
 
@@ -104,21 +104,11 @@ def base_examples(task: WalkTask, rng: random.Random, count: int, teacher: bool)
 
 def pretrain(out_dir: Path, settings: WalkPretrainSettings, task: WalkTask) -> None:
     """Train a fresh tiny Llama on noisy walks; save it (HF folder) into `out_dir`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    make_tiny_llama(out_dir, settings.spec, chars=world_chars(task), seed=settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
-    n_teacher = round(settings.batch_size * settings.teacher_share)
-
-    def draw(rng: random.Random) -> list[list[tuple[str, str]]]:
-        # Two parts: a teacher prompt is several times longer than a student one.
-        return [base_examples(task, rng, settings.batch_size - n_teacher, teacher=False),
-                base_examples(task, rng, n_teacher, teacher=True)]
-
-    rng = random.Random(f"walk-pretrain:{settings.seed}")
-    train_and_save(out_dir, model, tokenizer, settings, draw, rng, settings_key(settings, task), "pretrain walk base")
+    pretrain_world_model(
+        out_dir, settings, world_chars(task),
+        lambda rng, count, teacher: base_examples(task, rng, count, teacher),
+        random.Random(f"walk-pretrain:{settings.seed}"), settings_key(settings, task), "pretrain walk base",
+    )
 
 
 # ---------------------------------------------------------------------------- the pretrained teacher

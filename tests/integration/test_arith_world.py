@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from soar_orl.eval.arith_hard import (
-    SPLIT_FILES,
-    SUMMARY_FILE,
-    HardSplitSettings,
-    band_accuracy,
-    hard_split_dir,
-    success_counts,
-    teacher_stats,
-)
-from soar_orl.eval.sampling import generate, start_engine, stop_engine
+from soar_orl.eval.arith_hard import HardSplitSettings, band_accuracy, hard_split_dir, teacher_stats
+from soar_orl.eval.sampling import generate, start_engine, stop_engine, success_counts
+from soar_orl.eval.splits import SPLIT_FILES, SUMMARY_FILE
 from soar_orl.tasks.arith import ArithTask, Band
 from soar_orl.tasks.arith_model import PretrainSettings, base_model_dir
 from soar_orl.tasks.pretraining import SETTINGS_FILE
