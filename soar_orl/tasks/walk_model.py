@@ -145,11 +145,17 @@ def teacher_examples(task: WalkTask, rng: random.Random, count: int) -> list[tup
     return rows
 
 
+def teacher_settings_key(settings: WalkTeacherSettings, task: WalkTask) -> dict[str, Any]:
+    """What the teacher's cache hash covers (JSON-ready): its settings and everything that
+    decides the base model it starts from."""
+    return {"world_version": WORLD_VERSION, "teacher": asdict(settings), "base": settings_key(settings.base, task)}
+
+
 def teacher_model_dir(settings: WalkTeacherSettings | None = None, rebuild: bool = False) -> Path:
     """The cached pretrained teacher folder, trained first (from the base model) if needed."""
     settings = settings or WalkTeacherSettings()
     task = WalkTask(settings.base.world)
-    key = {"world_version": WORLD_VERSION, "teacher": asdict(settings), "base": settings_key(settings.base, task)}
+    key = teacher_settings_key(settings, task)
     base_dir = base_model_dir(settings.base)
 
     def build(out_dir: Path) -> None:

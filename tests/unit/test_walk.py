@@ -171,3 +171,18 @@ def test_the_pretrained_teachers_examples_are_true_walks_of_every_length() -> No
     assert all(pair.answer == TASK.reference_answer(pair.question) for pair in pairs)
     assert {parse_question(pair.question)[1] for pair in pairs} == set(range(1, WORLD.max_steps + 1))
     assert builtin_world("builtin:walk-teacher") == "walk"
+
+
+def test_the_committed_models_hashes_are_unchanged_and_cover_the_world() -> None:
+    # RESULTS.md's walk-world numbers were measured with artifacts/walk-base-64128a1e516416df and
+    # artifacts/walk-teacher-f22d6cff3e51f155: a change of settings or prompts must show as a new name.
+    from dataclasses import replace
+
+    from soar_orl.cache import content_hash
+    from soar_orl.tasks.walk_model import WalkTeacherSettings, settings_key, teacher_settings_key
+
+    settings = WalkPretrainSettings()
+    assert content_hash(settings_key(settings, TASK)) == "64128a1e516416df"
+    assert content_hash(teacher_settings_key(WalkTeacherSettings(), TASK)) == "f22d6cff3e51f155"
+    other = replace(settings, world=WalkWorld(right_share=0.2))
+    assert content_hash(settings_key(other, WalkTask(other.world))) != "64128a1e516416df"
