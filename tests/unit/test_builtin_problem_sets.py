@@ -50,7 +50,7 @@ def test_the_walk_split_is_committed_and_holds_long_walks_solved_0_of_k(monkeypa
     train, test = resolve_problems("builtin:walk/hard_train"), resolve_problems("builtin:walk/hard_test")
     full = resolve_problems("builtin:walk/full_train")
     world = WalkWorld()
-    assert len(train) >= 48  # recipes/quickstart_walk.yaml's data.q_r_size
+    assert len(train) >= 48  # recipes/quickstart.yaml's data.q_r_size
     assert abs(len(train) - len(test)) <= 1
     assert all(p.answer == world.walk(p.problem[0], p.metadata["steps"]) for p in [*train, *test, *full])
     assert all(p.metadata["steps"] >= walk_hard.WalkSplitSettings().min_steps for p in [*train, *test])
