@@ -91,4 +91,3 @@ def test_the_committed_models_keep_their_promises() -> None:
     assert valid >= 0.9 and len(right) >= 0.9 * len(pairs)  # builtin:walk-teacher knows the walks
     lengths = {len(p.answer) - 1 for p in pairs}
     assert min(lengths) <= 2 and max(lengths) >= 12  # ... and still writes walks of every length
-

@@ -11,10 +11,12 @@ import statistics
 import sys
 from pathlib import Path
 
+from soar_orl.formats import QAPair
 from soar_orl.tasks.walk import WalkTask, parse_question
 
 MODES = ("grounded", "base_teacher", "intrinsic")
-WORLD = WalkTask().world
+TASK = WalkTask()
+WORLD = TASK.world
 
 
 def is_stone(question: str) -> bool:
@@ -40,8 +42,9 @@ def step_datasets(run: Path, step: int) -> dict[int, tuple[float, list[str]]]:
     for line in (run / "teacher_samples" / f"step_{step}.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row.get("valid") and row.get("dataset") is not None:
-            question = row["text"].split("<question>", 1)[1].split("</question>", 1)[0]
-            datasets.setdefault(row["dataset"], (row["reward"], []))[1].append(question)
+            pair = TASK.parse_teacher_output(row["text"])
+            assert isinstance(pair, QAPair), row  # the run recorded it as valid
+            datasets.setdefault(row["dataset"], (row["reward"], []))[1].append(pair.question)
     return datasets
 
 
