@@ -20,7 +20,12 @@ from soar_orl.resolve import resolve_problems
 from soar_orl.tasks.pretraining import SETTINGS_FILE
 from soar_orl.tasks.problems import load_problems
 from soar_orl.tasks.walk import WalkTask, WalkWorld, walk_problems
-from soar_orl.tasks.walk_model import WalkPretrainSettings, WalkTeacherSettings, base_model_dir, teacher_model_dir
+from soar_orl.tasks.walk_model import (
+    WalkPretrainSettings,
+    WalkTeacherSettings,
+    base_model_dir,
+    teacher_model_dir,
+)
 from soar_orl.tiny_model import TinyLlamaSpec
 
 pytestmark = pytest.mark.integration
